@@ -1,0 +1,153 @@
+//! Command-line interface: flags (clap), one function per command, output formats.
+
+mod args;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, LogFormat, OutputFormat, SourceArgs};
+use starmap::deploy::{self, DeployRepo, WriteOptions};
+use starmap::plan::{self, Plan};
+use starmap::render::{self, Renderer};
+use starmap::source::{Inventory, SourceTree, load_model};
+use starmap::{Model, Result};
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    match cli.command {
+        Command::Render(a) => render_cmd(a),
+        Command::Plan(a) => plan_cmd(a),
+        Command::Explain(a) => explain_cmd(a),
+        Command::Validate(a) => validate_cmd(a),
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STARMAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},starmap={default}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.without_time().try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Load and validate the source and inventory, then plan.
+fn load(args: &SourceArgs) -> Result<(Model, Plan)> {
+    let started = std::time::Instant::now();
+    let source = SourceTree::open(&args.source)?;
+    let inventory = match &args.inventory {
+        Some(spec) => {
+            let mut tree = SourceTree::open(spec)?;
+            if tree.path_prefix.is_empty() {
+                tree.path_prefix = format!("{}/", spec.trim_end_matches('/'));
+            }
+            Inventory::Extra(tree)
+        }
+        None => Inventory::SourceOnly,
+    };
+    let model = load_model(&source, &inventory)?;
+    let plan = plan::build(&model)?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        clusters = model.clusters.len(),
+        placements = model.placements.len(),
+        customizations = model.customizations.len(),
+        workloads = model.workloads.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded source"
+    );
+    Ok((model, plan))
+}
+
+fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
+    let (model, plan) = load(&a.source)?;
+    let env = render::environment();
+    let renderer = Renderer::new(&model, &env)?;
+    let deploy = DeployRepo::open(&a.deploy, &a.branch, a.push, !a.dry_run)?;
+    let options = WriteOptions { push: a.push, dry_run: a.dry_run, no_cache: a.no_cache, keep_content: false };
+    let started = std::time::Instant::now();
+    let outcome = deploy::write(&model, &plan, &renderer, &deploy, &options)?;
+    tracing::info!(
+        rendered = outcome.rendered,
+        reused = outcome.reused,
+        objects_written = outcome.objects_written,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "render done"
+    );
+    output::render_result(&model, &deploy, &outcome, a.dry_run, a.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
+    let (model, plan) = load(&a.source)?;
+    let env = render::environment();
+    let renderer = Renderer::new(&model, &env)?;
+    let deploy = match &a.deploy {
+        Some(d) => match DeployRepo::open(d, &a.branch, false, false) {
+            Ok(repo) => Some(repo),
+            // A deploy repo that does not exist yet: everything is new.
+            Err(_) if !std::path::Path::new(d).exists() && !starmap::git::is_url(d) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let changes = deploy::plan(&model, &plan, &renderer, deploy.as_ref(), a.diff)?;
+    let repo = deploy.as_ref().map(|d| &d.repo);
+    output::plan_result(&changes, repo, a.diff, a.output, &plan.warnings);
+    Ok(if a.detailed_exitcode && !changes.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
+    let (model, plan) = load(&a.source)?;
+    let env = render::environment();
+    let renderer = Renderer::new(&model, &env)?.explaining();
+    let explanation = plan::explain::explain(&model, &plan, &renderer, &a.cluster, a.object.as_deref())?;
+    output::explain_result(&explanation, a.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
+    let (model, plan) = load(&a.source)?;
+    let env = render::environment();
+    let renderer = Renderer::new(&model, &env)?;
+    let clusters: Vec<_> = plan.clusters.iter().collect();
+    let rendered = renderer.render(&clusters)?;
+    let objects: usize = rendered.iter().map(|r| r.objects.len()).sum();
+    match a.output {
+        OutputFormat::Json => output::print_json(&serde_json::json!({
+            "valid": true,
+            "clusters": model.clusters.len(),
+            "placements": model.placements.len(),
+            "customizations": model.customizations.len(),
+            "workloads": model.workloads.len(),
+            "renderedObjects": objects,
+            "warnings": plan.warnings,
+        })),
+        _ => {
+            for w in &plan.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "valid: {} clusters, {} placements, {} customizations, {} workload objects; {} objects rendered",
+                model.clusters.len(),
+                model.placements.len(),
+                model.customizations.len(),
+                model.workloads.len(),
+                objects
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

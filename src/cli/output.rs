@@ -1,0 +1,205 @@
+//! Printing reports: text for people, JSON for machines, Markdown for pull requests.
+
+use std::fmt::Write;
+
+use serde_json::json;
+use starmap::Model;
+use starmap::deploy::changes::{ChangeKind, Changes};
+use starmap::deploy::{DeployRepo, Outcome};
+use starmap::plan::explain::Explanation;
+
+use super::args::OutputFormat;
+
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn short(oid: &git2::Oid) -> String {
+    oid.to_string()[..12].to_string()
+}
+
+fn sign(kind: ChangeKind) -> char {
+    match kind {
+        ChangeKind::Added => '+',
+        ChangeKind::Changed => '~',
+        ChangeKind::Removed => '-',
+    }
+}
+
+fn summary(changes: &Changes) -> String {
+    let (a, c, r) = changes.counts();
+    let n = changes.clusters.len();
+    format!("{n} cluster{} to change: {a} object{} added, {c} changed, {r} removed", if n == 1 { "" } else { "s" }, if a == 1 { "" } else { "s" })
+}
+
+pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_run: bool, format: OutputFormat) {
+    if format == OutputFormat::Json {
+        print_json(&json!({
+            "commit": outcome.commit.map(|c| c.to_string()),
+            "pushed": outcome.pushed,
+            "dryRun": dry_run,
+            "branch": deploy.branch,
+            "clustersRendered": outcome.rendered,
+            "clustersUnchanged": outcome.reused,
+            "changes": outcome.changes,
+        }));
+        return;
+    }
+    println!(
+        "rendered {} cluster{} from {} ({} re-rendered, {} unchanged inputs)",
+        model.clusters.len(),
+        if model.clusters.len() == 1 { "" } else { "s" },
+        model.source.display,
+        outcome.rendered,
+        outcome.reused
+    );
+    if outcome.changes.is_empty() {
+        println!("no changes: {} branch {} is up to date", deploy.display, deploy.branch);
+        return;
+    }
+    match (outcome.commit, dry_run) {
+        (_, true) => println!("dry run: would commit {}", summary(&outcome.changes)),
+        (Some(commit), false) => {
+            println!("committed {} on {} in {}: {}", short(&commit), deploy.branch, deploy.display, summary(&outcome.changes).replace(" to change", " changed"));
+            if outcome.pushed {
+                println!("pushed {} to origin", deploy.branch);
+            }
+        }
+        (None, false) => {}
+    }
+}
+
+pub fn plan_result(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, format: OutputFormat, warnings: &[String]) {
+    match format {
+        OutputFormat::Json => {
+            let (a, c, r) = changes.counts();
+            print_json(&json!({
+                "changed": !changes.is_empty(),
+                "objects": {"added": a, "changed": c, "removed": r},
+                "clusters": changes.clusters,
+                "warnings": warnings,
+            }));
+        }
+        OutputFormat::Markdown => print!("{}", markdown(changes, repo, diff, warnings)),
+        OutputFormat::Text => {
+            for w in warnings {
+                println!("warning: {w}");
+            }
+            if changes.is_empty() {
+                println!("No changes: the deploy repo is up to date.");
+                return;
+            }
+            println!("Plan: {}\n", summary(changes));
+            for c in &changes.clusters {
+                println!("{} cluster {} ({} object{})", sign(c.change), c.cluster, c.objects.len(), if c.objects.len() == 1 { "" } else { "s" });
+                for o in &c.objects {
+                    println!("    {} {:<50} {}", sign(o.change), o.object, o.file);
+                }
+            }
+            if diff {
+                println!();
+                print!("{}", unified_diffs(changes, repo));
+            }
+        }
+    }
+}
+
+/// Unified diffs of every changed file, `a/` the tip and `b/` the render.
+fn unified_diffs(changes: &Changes, repo: Option<&git2::Repository>) -> String {
+    let mut out = String::new();
+    for c in &changes.clusters {
+        for o in &c.objects {
+            let old = o
+                .old
+                .and_then(|oid| repo.and_then(|r| r.find_blob(oid).ok()))
+                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                .unwrap_or_default();
+            let new = o.new.clone().unwrap_or_default();
+            let path = format!("clusters/{}/{}", c.cluster, o.file);
+            let (a, b) = match o.change {
+                ChangeKind::Added => ("/dev/null".to_string(), format!("b/{path}")),
+                ChangeKind::Removed => (format!("a/{path}"), "/dev/null".to_string()),
+                ChangeKind::Changed => (format!("a/{path}"), format!("b/{path}")),
+            };
+            let text = similar::TextDiff::from_lines(&old, &new);
+            let _ = write!(out, "{}", text.unified_diff().context_radius(3).header(&a, &b));
+        }
+    }
+    out
+}
+
+fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warnings: &[String]) -> String {
+    let mut m = String::from("### starmap plan\n\n");
+    for w in warnings {
+        let _ = writeln!(m, "> **warning:** {w}\n");
+    }
+    if changes.is_empty() {
+        m.push_str("No changes: the deploy repo is up to date.\n");
+        return m;
+    }
+    let _ = writeln!(m, "**{}**\n", summary(changes));
+    m.push_str("| cluster | | added | changed | removed |\n|---|---|---:|---:|---:|\n");
+    const ROWS: usize = 100;
+    for c in changes.clusters.iter().take(ROWS) {
+        let n = |k| c.objects.iter().filter(|o| o.change == k).count();
+        let what = match c.change {
+            ChangeKind::Added => "new cluster",
+            ChangeKind::Changed => "",
+            ChangeKind::Removed => "removed cluster",
+        };
+        let _ = writeln!(m, "| `{}` | {what} | {} | {} | {} |", c.cluster, n(ChangeKind::Added), n(ChangeKind::Changed), n(ChangeKind::Removed));
+    }
+    if changes.clusters.len() > ROWS {
+        let _ = writeln!(m, "| … {} more clusters | | | | |", changes.clusters.len() - ROWS);
+    }
+    m.push_str("\n<details><summary>Objects</summary>\n\n");
+    for c in changes.clusters.iter().take(ROWS) {
+        let _ = writeln!(m, "- `{}`", c.cluster);
+        for o in &c.objects {
+            let _ = writeln!(m, "  - {} `{}`", sign(o.change), o.object);
+        }
+    }
+    m.push_str("\n</details>\n");
+    if diff {
+        m.push_str("\n<details><summary>Diff</summary>\n\n```diff\n");
+        m.push_str(&unified_diffs(changes, repo));
+        m.push_str("```\n\n</details>\n");
+    }
+    m
+}
+
+pub fn explain_result(e: &Explanation, format: OutputFormat) {
+    if format == OutputFormat::Json {
+        print_json(&serde_json::to_value(e).unwrap_or_default());
+        return;
+    }
+    let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("cluster {}\n  labels: {}\n", e.cluster, labels.join(", "));
+    if e.placed.is_empty() {
+        println!("Nothing is placed on this cluster.\n");
+    }
+    for p in &e.placed {
+        println!("{}  ({})", p.object, p.source);
+        println!("  file: {}", p.file);
+        for r in &p.placed_by {
+            println!("  placed by {}: {}", r.placement, r.clause);
+            println!("    cluster selected by {}", r.cluster_by);
+        }
+        if p.customizations.is_empty() {
+            println!("  no customization");
+        }
+        for c in &p.customizations {
+            println!("  customized by {c}:");
+            for change in p.changes.iter().filter(|x| x.customization == *c) {
+                println!("    {}", change.what);
+            }
+        }
+        println!();
+    }
+    if !e.not_placed.is_empty() {
+        println!("Not on this cluster:");
+        for n in &e.not_placed {
+            println!("  {}  ({})\n    {}", n.object, n.source, n.why);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! What a render changes in the deploy repo, per cluster and per object: the report of
+//! `plan`, and the body of the commit message.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use git2::{Oid, Repository};
+use serde::Serialize;
+
+use super::tree;
+use crate::error::Result;
+use crate::model::{Model, ObjectId};
+use crate::render::{RenderedCluster, output::KUSTOMIZATION_FILE};
+use crate::yaml;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Changed,
+    Removed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectChange {
+    pub change: ChangeKind,
+    /// `Kind/namespace/name`.
+    pub object: String,
+    /// Path inside the cluster directory.
+    pub file: String,
+    #[serde(skip)]
+    pub old: Option<Oid>,
+    /// The new content (kept for `plan --diff`).
+    #[serde(skip)]
+    pub new: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterChange {
+    pub cluster: String,
+    pub change: ChangeKind,
+    pub objects: Vec<ObjectChange>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Changes {
+    /// Clusters whose directory changed, in name order.
+    pub clusters: Vec<ClusterChange>,
+    /// Only starmap's metadata (`.starmap/`) changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_changed: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty() && !self.metadata_changed
+    }
+
+    pub fn clear(&mut self) {
+        self.clusters.clear();
+        self.metadata_changed = false;
+    }
+
+    /// Objects added, changed, removed.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut n = (0, 0, 0);
+        for o in self.clusters.iter().flat_map(|c| &c.objects) {
+            match o.change {
+                ChangeKind::Added => n.0 += 1,
+                ChangeKind::Changed => n.1 += 1,
+                ChangeKind::Removed => n.2 += 1,
+            }
+        }
+        n
+    }
+
+    pub fn clusters_with(&self, kind: ChangeKind) -> Vec<&str> {
+        self.clusters.iter().filter(|c| c.change == kind).map(|c| c.cluster.as_str()).collect()
+    }
+}
+
+/// A cluster directory rendered in this run.
+pub struct NewCluster<'a> {
+    pub rendered: &'a RenderedCluster,
+    pub tree: Oid,
+    pub files: &'a [(String, Oid)],
+    pub old_tree: Option<Oid>,
+}
+
+/// Compare rendered directories (and clusters that disappeared) with the tip.
+pub fn compare(repo: &Repository, new: &[NewCluster<'_>], removed: &[(String, Oid)], keep_content: bool) -> Result<Changes> {
+    let mut clusters = Vec::new();
+    for n in new {
+        if n.old_tree == Some(n.tree) {
+            continue;
+        }
+        let old: BTreeMap<String, Oid> = match n.old_tree {
+            Some(t) => tree::list_blobs(repo, t)?.into_iter().filter(|(p, _)| p != KUSTOMIZATION_FILE).collect(),
+            None => BTreeMap::new(),
+        };
+        let mut objects = Vec::new();
+        let rendered: BTreeMap<&str, _> = n.rendered.objects.iter().map(|o| (o.file.as_str(), o)).collect();
+        for (file, oid) in n.files {
+            let change = match old.get(file) {
+                None => ChangeKind::Added,
+                Some(o) if o != oid => ChangeKind::Changed,
+                Some(_) => continue,
+            };
+            let r = rendered[file.as_str()];
+            objects.push(ObjectChange {
+                change,
+                object: r.id.to_string(),
+                file: file.clone(),
+                old: old.get(file).copied(),
+                new: keep_content.then(|| r.content.clone()),
+            });
+        }
+        for (file, oid) in &old {
+            if !rendered.contains_key(file.as_str()) {
+                objects.push(removed_object(repo, file, *oid));
+            }
+        }
+        objects.sort_by(|a, b| a.file.cmp(&b.file));
+        let change = if n.old_tree.is_some() { ChangeKind::Changed } else { ChangeKind::Added };
+        clusters.push(ClusterChange { cluster: n.rendered.name.clone(), change, objects });
+    }
+    for (name, tree_oid) in removed {
+        let objects = tree::list_blobs(repo, *tree_oid)?
+            .into_iter()
+            .filter(|(p, _)| p != KUSTOMIZATION_FILE)
+            .map(|(file, oid)| removed_object(repo, &file, oid))
+            .collect();
+        clusters.push(ClusterChange { cluster: name.clone(), change: ChangeKind::Removed, objects });
+    }
+    clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    Ok(Changes { clusters, metadata_changed: false })
+}
+
+fn removed_object(repo: &Repository, file: &str, oid: Oid) -> ObjectChange {
+    ObjectChange { change: ChangeKind::Removed, object: describe_blob(repo, oid).unwrap_or_else(|| file.to_string()), file: file.into(), old: Some(oid), new: None }
+}
+
+/// The identity of an object stored in the deploy repo, read back from its file.
+fn describe_blob(repo: &Repository, oid: Oid) -> Option<String> {
+    let blob = repo.find_blob(oid).ok()?;
+    let text = std::str::from_utf8(blob.content()).ok()?;
+    let doc = yaml::parse_documents(text, "").ok()?.into_iter().next()?;
+    ObjectId::of(&doc.value).map(|id| id.to_string())
+}
+
+/// Every rendered cluster as new (no deploy repo to compare with).
+pub fn all_new(rendered: Vec<RenderedCluster>) -> Changes {
+    let clusters = rendered
+        .into_iter()
+        .map(|r| ClusterChange {
+            objects: r
+                .objects
+                .iter()
+                .map(|o| ObjectChange { change: ChangeKind::Added, object: o.id.to_string(), file: o.file.clone(), old: None, new: Some(o.content.clone()) })
+                .collect(),
+            cluster: r.name,
+            change: ChangeKind::Added,
+        })
+        .collect();
+    Changes { clusters, metadata_changed: false }
+}
+
+/// The commit message: a summary line, what changed, and the provenance trailers.
+pub fn commit_message(model: &Model, changes: &Changes) -> String {
+    let (added, changed, removed) = changes.counts();
+    let mut m = String::new();
+    let n = changes.clusters.len();
+    if n == 0 {
+        let _ = writeln!(m, "starmap: update render metadata");
+    } else {
+        let _ = writeln!(
+            m,
+            "starmap: {n} cluster{} changed: {added} object{} added, {changed} changed, {removed} removed",
+            if n == 1 { "" } else { "s" },
+            if added == 1 { "" } else { "s" },
+        );
+    }
+    let _ = writeln!(m);
+    for (kind, label) in [(ChangeKind::Added, "Clusters added"), (ChangeKind::Removed, "Clusters removed")] {
+        let names = changes.clusters_with(kind);
+        if !names.is_empty() {
+            let _ = writeln!(m, "{label}: {}", list(&names, 20));
+        }
+    }
+    const SHOWN: usize = 50;
+    for c in changes.clusters.iter().take(SHOWN) {
+        let count = |k| c.objects.iter().filter(|o| o.change == k).count();
+        let _ = writeln!(
+            m,
+            "  {}: +{} ~{} -{}",
+            c.cluster,
+            count(ChangeKind::Added),
+            count(ChangeKind::Changed),
+            count(ChangeKind::Removed)
+        );
+    }
+    if n > SHOWN {
+        let _ = writeln!(m, "  ... and {} more clusters", n - SHOWN);
+    }
+    let _ = writeln!(m);
+    let _ = writeln!(m, "Starmap-Source: {}", model.source.display);
+    if let Some(commit) = &model.source.commit {
+        let _ = writeln!(m, "Starmap-Source-Commit: {commit}");
+    }
+    m
+}
+
+fn list(names: &[&str], max: usize) -> String {
+    let mut s = names.iter().take(max).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > max {
+        let _ = write!(s, " (+{} more)", names.len() - max);
+    }
+    s
+}

@@ -1,0 +1,227 @@
+//! The deploy repository: opening or creating it (a local path, or a URL cloned into a
+//! cache), reading the branch tip, committing with a compare-and-swap on the branch, and
+//! pushing with fetch-rebuild-retry when someone else pushed first.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::{Oid, Repository};
+
+use crate::error::{Error, Result};
+use crate::git::{self, RepoSpec};
+
+pub struct DeployRepo {
+    pub repo: Repository,
+    pub branch: String,
+    /// The repository as the user named it.
+    pub display: String,
+    /// Whether `origin` is the truth (a URL deploy repo, or `--push`).
+    pub remote: bool,
+    /// Set when the repo was created by this run (a fresh `git init`).
+    pub created: bool,
+}
+
+/// What a commit is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    pub commit: Oid,
+    pub tree: Oid,
+}
+
+impl DeployRepo {
+    /// Open `spec` for writing `branch`. A local path that does not exist is created with
+    /// `git init`; a URL is cloned (bare) into the cache and fetched.
+    pub fn open(spec: &str, branch: &str, push: bool, create: bool) -> Result<DeployRepo> {
+        let parsed = RepoSpec::parse(spec);
+        if parsed.reference.is_some() {
+            return Err(Error::msg(format!("--deploy {spec}: give the branch with --branch, not @REF")));
+        }
+        if parsed.is_url {
+            let repo = git::open_cache_clone(&parsed.location, "deploy")?;
+            return Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: true, created: false });
+        }
+        let path = PathBuf::from(&parsed.location);
+        let (repo, created) = match Repository::open(&path) {
+            Ok(repo) => (repo, false),
+            Err(_) if create && is_missing_or_empty(&path) => {
+                let mut options = git2::RepositoryInitOptions::new();
+                options.initial_head(branch).mkpath(true);
+                (Repository::init_opts(&path, &options)?, true)
+            }
+            Err(_) if !create && is_missing_or_empty(&path) => {
+                return Err(Error::msg(format!("--deploy {spec}: no repository there yet (render creates it)")));
+            }
+            Err(e) => return Err(Error::msg(format!("--deploy {spec}: not a git repository ({})", e.message()))),
+        };
+        if push && repo.find_remote("origin").is_err() {
+            return Err(Error::msg(format!("--push: the deploy repo {spec} has no remote `origin`")));
+        }
+        Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: push, created })
+    }
+
+    pub fn local_ref(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+
+    fn remote_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// Bring the remote branch into the cache (no-op for local repos).
+    pub fn fetch(&self) -> Result<()> {
+        if self.remote {
+            let spec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
+            git::fetch(&self.repo, &[&spec])?;
+        }
+        Ok(())
+    }
+
+    /// The commit new work is based on: the remote branch when origin is the truth, the
+    /// local branch otherwise. `None` for a branch that does not exist yet.
+    pub fn tip(&self) -> Result<Option<Tip>> {
+        let name = if self.remote { self.remote_ref() } else { self.local_ref() };
+        match self.repo.find_reference(&name) {
+            Ok(r) => {
+                let commit = r.peel_to_commit()?;
+                Ok(Some(Tip { commit: commit.id(), tree: commit.tree_id() }))
+            }
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Write a commit object for `tree` on `parent` (the tree's objects must be stored).
+    pub fn commit_object(&self, tree: Oid, parent: Option<Oid>, message: &str) -> Result<Oid> {
+        let tree = self.repo.find_tree(tree)?;
+        let author = signature(&self.repo, "AUTHOR")?;
+        let committer = signature(&self.repo, "COMMITTER")?;
+        let parents: Vec<git2::Commit<'_>> = parent.map(|p| self.repo.find_commit(p)).transpose()?.into_iter().collect();
+        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        Ok(self.repo.commit(None, &author, &committer, message, &tree, &parent_refs)?)
+    }
+
+    /// Move the local branch from `expected` to `new`, failing if it moved meanwhile
+    /// (compare-and-swap). For a remote deploy repo the local branch is only a cache of
+    /// what we are about to push, so it is set outright.
+    pub fn advance(&self, expected: Option<Oid>, new: Oid, message: &str) -> Result<bool> {
+        let name = self.local_ref();
+        let log = format!("starmap: {}", message.lines().next().unwrap_or(""));
+        let result = if self.remote {
+            self.repo.reference(&name, new, true, &log).map(|_| ())
+        } else {
+            match expected {
+                Some(old) => self.repo.reference_matching(&name, new, true, old, &log).map(|_| ()),
+                None => self.repo.reference(&name, new, false, &log).map(|_| ()),
+            }
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Push the local branch to origin. `Ok(false)` when the remote rejected it because
+    /// its branch moved (someone else pushed): the caller fetches, rebuilds and retries.
+    pub fn push(&self) -> Result<bool> {
+        let mut remote = self.repo.find_remote("origin")?;
+        let mut rejected: Option<String> = None;
+        let mut callbacks = git::remote_callbacks();
+        callbacks.push_update_reference(|_, status| {
+            if let Some(status) = status {
+                rejected = Some(status.to_string());
+            }
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let refspec = format!("{0}:{0}", self.local_ref());
+        if let Some(hook) = std::env::var_os(TEST_HOOK_BEFORE_PUSH) {
+            run_test_hook(&hook);
+        }
+        match remote.push(&[&refspec], Some(&mut options)) {
+            Ok(()) => {}
+            // libgit2's local and smart transports report a moved branch in two ways.
+            Err(e) if is_non_fast_forward(&e) => return Ok(false),
+            Err(e) => return Err(Error::msg(format!("push to {} failed: {}", self.display, e.message()))),
+        }
+        drop(options);
+        match rejected {
+            None => Ok(true),
+            Some(status) if status.contains("fast-forward") || status.contains("fetch first") || status.contains("stale") => Ok(false),
+            Some(status) => Err(Error::msg(format!("push to {} was rejected: {status}", self.display))),
+        }
+    }
+
+    /// For a local repo with a work tree on this branch: bring the files up to date, so a
+    /// user who renders into `./deploy` sees the result. Only a clean work tree is touched
+    /// (uncommitted edits are never overwritten); the commit is what counts.
+    pub fn update_work_tree(&self, new_commit: Oid) -> Result<()> {
+        if self.remote || self.repo.is_bare() {
+            return Ok(());
+        }
+        let head = self.repo.find_reference("HEAD").ok().and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
+        if head != Some(self.local_ref()) {
+            return Ok(());
+        }
+        let mut status = git2::StatusOptions::new();
+        status.include_untracked(false).show(git2::StatusShow::Workdir);
+        let dirty = self.repo.statuses(Some(&mut status)).map(|s| !s.is_empty()).unwrap_or(true);
+        // The index still holds the previous commit, so "clean" compares against it.
+        if dirty {
+            tracing::warn!("the deploy repo's work tree has local changes; it was not updated (the commit is on branch {})", self.branch);
+            return Ok(());
+        }
+        let commit = self.repo.find_commit(new_commit)?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force();
+        self.repo.checkout_tree(commit.as_object(), Some(&mut checkout))?;
+        let mut index = self.repo.index()?;
+        index.read_tree(&commit.tree()?)?;
+        index.write()?;
+        Ok(())
+    }
+}
+
+/// Test seam: a command run just before each push, so a test can make a second writer
+/// push in between (a real push to a real bare repository). Not for production use.
+pub const TEST_HOOK_BEFORE_PUSH: &str = "STARMAP_TEST_HOOK_BEFORE_PUSH";
+
+fn run_test_hook(hook: &std::ffi::OsStr) {
+    let status = std::process::Command::new("sh").arg("-c").arg(hook).status();
+    tracing::debug!(?status, "ran {TEST_HOOK_BEFORE_PUSH}");
+}
+
+fn is_non_fast_forward(e: &git2::Error) -> bool {
+    e.code() == git2::ErrorCode::NotFastForward
+        || e.message().contains("fast-forward")
+        || e.message().contains("fetch first")
+}
+
+/// Bounded retries with exponential backoff for commit races and rejected pushes.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.min(6))
+}
+
+fn is_missing_or_empty(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => !path.exists(),
+    }
+}
+
+/// `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL` (and `GIT_COMMITTER_*`), else the repo's git
+/// config, else `starmap <starmap@localhost>`.
+fn signature(repo: &Repository, role: &str) -> Result<git2::Signature<'static>> {
+    let name = std::env::var(format!("GIT_{role}_NAME")).ok();
+    let email = std::env::var(format!("GIT_{role}_EMAIL")).ok();
+    if let (Some(name), Some(email)) = (&name, &email) {
+        return Ok(git2::Signature::now(name, email)?);
+    }
+    if let Ok(sig) = repo.signature() {
+        return Ok(sig.to_owned());
+    }
+    Ok(git2::Signature::now(name.as_deref().unwrap_or("starmap"), email.as_deref().unwrap_or("starmap@localhost"))?)
+}

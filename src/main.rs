@@ -1,0 +1,28 @@
+//! The `starmap` command: parse flags, call the library, print, map errors to exit codes.
+//! Exit codes: 0 success, 1 error, 2 only from `plan --detailed-exitcode` ("changes").
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // A bug must still come out as one readable line and exit 1, never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error (a bug in starmap, please report it): {what}{at}");
+    }));
+    match std::panic::catch_unwind(cli::run) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}

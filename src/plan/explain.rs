@@ -1,0 +1,149 @@
+//! `explain`: why each object is or is not on a cluster, and what customized it there.
+//! A view of the same `Plan` that render uses; it re-implements no selection.
+
+use serde::Serialize;
+
+use super::{Plan, facts, placement_clusters};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::render::{Change, Renderer};
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub cluster: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub placed: Vec<PlacedExplanation>,
+    pub not_placed: Vec<NotPlacedExplanation>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlacedExplanation {
+    pub object: String,
+    pub source: String,
+    /// Path in the deploy repo.
+    pub file: String,
+    pub placed_by: Vec<Reason>,
+    pub customizations: Vec<String>,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reason {
+    pub placement: String,
+    /// Which `spec.workloads` clause matched the object, as written.
+    pub clause: String,
+    /// How the placement picked this cluster.
+    pub cluster_by: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotPlacedExplanation {
+    pub object: String,
+    pub source: String,
+    pub why: String,
+}
+
+/// `KIND/[NS/]NAME` as given to `--object`.
+pub fn object_matches(filter: &str, kind: &str, namespace: Option<&str>, name: &str) -> bool {
+    let parts: Vec<&str> = filter.split('/').collect();
+    match parts.as_slice() {
+        [k, n] => k.eq_ignore_ascii_case(kind) && *n == name,
+        [k, ns, n] => k.eq_ignore_ascii_case(kind) && Some(*ns) == namespace && *n == name,
+        _ => false,
+    }
+}
+
+pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &str, object: Option<&str>) -> Result<Explanation> {
+    let ci = model
+        .clusters
+        .iter()
+        .position(|c| c.name == cluster)
+        .ok_or_else(|| Error::msg(format!("cluster {cluster:?} is not in the inventory")))?;
+    if let Some(filter) = object {
+        if filter.split('/').count() < 2 || filter.split('/').count() > 3 {
+            return Err(Error::msg(format!("--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME")));
+        }
+        let exists = model.workloads.iter().any(|w| object_matches(filter, &w.id.kind, w.id.namespace.as_deref(), &w.id.name));
+        if !exists {
+            return Err(Error::msg(format!("--object {filter:?}: no such object in the source")));
+        }
+    }
+    let wanted = |wi: usize| {
+        let w = &model.workloads[wi];
+        object.is_none_or(|f| object_matches(f, &w.id.kind, w.id.namespace.as_deref(), &w.id.name))
+    };
+    let c = &model.clusters[ci];
+    let cluster_plan = &plan.clusters[ci];
+    let rendered = renderer.render_cluster(cluster_plan)?;
+
+    let cluster_by = |pi: usize| -> String {
+        let p = &model.placements[pi];
+        let mut how: Vec<String> = p
+            .spec
+            .cluster_selectors
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.matches(&c.labels))
+            .map(|(i, s)| format!("clusterSelectors[{i}] {}", serde_json::to_string(s).unwrap_or_default()))
+            .collect();
+        if p.spec.clusters.iter().any(|n| *n == c.name) {
+            how.push("named in spec.clusters".into());
+        }
+        how.join(" and ")
+    };
+
+    let mut placed = Vec::new();
+    for o in &rendered.objects {
+        if !wanted(o.workload) {
+            continue;
+        }
+        let po = cluster_plan.objects.iter().find(|p| p.workload == o.workload).expect("rendered from this plan");
+        let placed_by = po
+            .placed_by
+            .iter()
+            .map(|r| Reason {
+                placement: model.placements[r.placement].name.clone(),
+                clause: format!("workloads[{}] {}", r.clause, super::describe_test(&model.placements[r.placement].workloads[r.clause].test)),
+                cluster_by: cluster_by(r.placement),
+            })
+            .collect();
+        placed.push(PlacedExplanation {
+            object: o.id.to_string(),
+            source: model.workloads[o.workload].source.to_string(),
+            file: format!("clusters/{}/{}", c.name, o.file),
+            placed_by,
+            customizations: o.customizations.clone(),
+            changes: o.changes.clone(),
+        });
+    }
+
+    // Objects not here: is there a placement that wants the object, or one that wants
+    // the cluster?
+    let selects_cluster: Vec<bool> = (0..model.placements.len()).map(|pi| placement_clusters(model, pi)[ci]).collect();
+    let mut not_placed = Vec::new();
+    for wi in 0..model.workloads.len() {
+        if !wanted(wi) || cluster_plan.objects.iter().any(|p| p.workload == wi) {
+            continue;
+        }
+        let f = facts(model, wi);
+        let wanting: Vec<&str> = model
+            .placements
+            .iter()
+            .filter(|p| p.workloads.iter().any(|t| t.matches(&f)))
+            .map(|p| p.name.as_str())
+            .collect();
+        let why = if wanting.is_empty() {
+            let here: Vec<&str> = model.placements.iter().enumerate().filter(|(i, _)| selects_cluster[*i]).map(|(_, p)| p.name.as_str()).collect();
+            if here.is_empty() {
+                "no placement selects this object (and no placement selects this cluster)".to_string()
+            } else {
+                format!("no placement selects this object; the placements that select this cluster ({}) have no clause matching it", here.join(", "))
+            }
+        } else {
+            format!("placement{} {} select{} this object but not this cluster", if wanting.len() > 1 { "s" } else { "" }, wanting.join(", "), if wanting.len() > 1 { "" } else { "s" })
+        };
+        let w = &model.workloads[wi];
+        not_placed.push(NotPlacedExplanation { object: w.id.to_string(), source: w.source.to_string(), why });
+    }
+    Ok(Explanation { cluster: c.name.clone(), labels: c.labels.clone(), placed, not_placed })
+}

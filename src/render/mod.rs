@@ -1,0 +1,395 @@
+//! Rendering: from a `Plan` to the files of every cluster directory. Pure (no I/O) and
+//! parallel over clusters: templates, customizations, normalization, YAML output.
+
+mod normalize;
+pub mod output;
+pub mod template;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Location, Result};
+use crate::model::{Cluster, Model, ObjectId, Workload};
+use crate::plan::{ClusterPlan, Plan, PlacedObject};
+use crate::yaml::{self, Step};
+pub use normalize::normalize;
+use template::{Templates, is_template};
+
+/// Bumped whenever rendering changes its output for the same input, so cached cluster
+/// directories are rendered again.
+const RENDER_FORMAT: &str = "starmap-render-1";
+
+/// The rendered directory of one cluster.
+#[derive(Debug, Clone)]
+pub struct RenderedCluster {
+    pub name: String,
+    /// Object files, sorted by path (relative to the cluster directory).
+    pub objects: Vec<RenderedObject>,
+    /// `kustomization.yaml`'s content.
+    pub kustomization: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderedObject {
+    pub file: String,
+    pub content: String,
+    pub api_version: String,
+    pub id: ObjectId,
+    /// Index into `Model::workloads`.
+    pub workload: usize,
+    pub placements: Vec<String>,
+    pub customizations: Vec<String>,
+    /// What each customization did, when rendering for `explain`.
+    pub changes: Vec<Change>,
+}
+
+/// One thing a customization did to an object (for `explain`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub customization: String,
+    pub what: String,
+}
+
+/// Everything that must exist before clusters are rendered: compiled templates.
+pub struct Renderer<'m> {
+    model: &'m Model,
+    templates: Templates<'m, 'm>,
+    explain: bool,
+}
+
+/// The template environment lives outside the renderer, which borrows it.
+pub fn environment() -> minijinja::Environment<'static> {
+    template::environment()
+}
+
+impl<'m> Renderer<'m> {
+    /// Compile every template of the model; a syntax error names where the text is.
+    pub fn new(model: &'m Model, env: &'m minijinja::Environment<'static>) -> Result<Self> {
+        let mut texts: Vec<(&'m str, Location, Option<&'m ObjectId>)> = Vec::new();
+        for w in model.workloads.iter().filter(|w| w.templated) {
+            collect_templates(&w.object, &mut Vec::new(), &mut |text, path| {
+                texts.push((text, Location::new(w.source.path.clone(), w.lines.line_at(path)), Some(&w.id)));
+            });
+        }
+        for c in &model.customizations {
+            for (i, patch) in c.spec.patches.iter().enumerate() {
+                if let Some(value) = patch.get("value") {
+                    let base = [Step::Key("spec"), Step::Key("patches"), Step::Index(i), Step::Key("value")];
+                    collect_templates(value, &mut base.to_vec(), &mut |text, path| {
+                        texts.push((text, Location::new(c.location.path.clone(), c.lines.line_at(path)), None));
+                    });
+                }
+            }
+            if let Some(merge) = &c.spec.merge {
+                let base = [Step::Key("spec"), Step::Key("merge")];
+                collect_templates(merge, &mut base.to_vec(), &mut |text, path| {
+                    texts.push((text, Location::new(c.location.path.clone(), c.lines.line_at(path)), None));
+                });
+            }
+        }
+        let templates = Templates::compile(env, texts.iter().map(|t| t.0)).map_err(|(text, e)| {
+            let (_, at, id) = texts.iter().find(|t| t.0 == text).expect("text came from this list");
+            let err = Error::at(at.clone(), format!("template {text:?}: {e}"));
+            match id {
+                Some(id) => err.with_object(id.to_string()),
+                None => err,
+            }
+        })?;
+        Ok(Renderer { model, templates, explain: false })
+    }
+
+    /// Record what each customization changes (slower; for `explain`).
+    pub fn explaining(mut self) -> Self {
+        self.explain = true;
+        self
+    }
+
+    /// Render the given clusters in parallel. On failure, the error of the first cluster
+    /// (in name order) is returned, so errors are deterministic too.
+    pub fn render(&self, plans: &[&ClusterPlan]) -> Result<Vec<RenderedCluster>> {
+        plans.par_iter().map(|p| self.render_cluster(p)).collect()
+    }
+
+    pub fn render_cluster(&self, plan: &ClusterPlan) -> Result<RenderedCluster> {
+        let cluster = &self.model.clusters[plan.cluster];
+        let cluster_ctx = cluster_context(cluster);
+        let mut objects = Vec::with_capacity(plan.objects.len());
+        for placed in &plan.objects {
+            let object = self
+                .render_object(&cluster_ctx, placed)
+                .map_err(|e| e.with_cluster(&cluster.name))?;
+            objects.push(object);
+        }
+        objects.sort_by(|a, b| a.file.cmp(&b.file));
+        for pair in objects.windows(2) {
+            if pair[0].file == pair[1].file {
+                let w = &self.model.workloads[pair[1].workload];
+                return Err(Error::at(
+                    w.source.clone(),
+                    format!("{} and {} would be written to the same file {}", pair[0].id, pair[1].id, pair[1].file),
+                )
+                .with_cluster(&cluster.name));
+            }
+        }
+        let files: Vec<&str> = objects.iter().map(|o| o.file.as_str()).collect();
+        let kustomization = yaml::to_yaml_string(&output::kustomization(&files));
+        Ok(RenderedCluster { name: cluster.name.clone(), objects, kustomization })
+    }
+
+    fn render_object(&self, cluster_ctx: &Value, placed: &PlacedObject) -> Result<RenderedObject> {
+        let model = self.model;
+        let w: &Workload = &model.workloads[placed.workload];
+        let at_leaf = |path: &[Step<'_>]| Location::new(w.source.path.clone(), w.lines.line_at(path));
+        let context = minijinja::Value::from(minijinja::value::Serde(json!({
+            "cluster": cluster_ctx,
+            "object": object_context(&w.object),
+        })));
+        let mut object = w.object.clone();
+        if w.templated {
+            expand_leaves(&mut object, &self.templates, &context, &mut Vec::new())
+                .map_err(|(path, text, e)| {
+                    let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                    Error::at(at_leaf(&steps), format!("template {text:?}: {e}")).with_object(w.id.to_string())
+                })?;
+        }
+        let mut changes = Vec::new();
+        for &ci in &placed.customizations {
+            let c = &model.customizations[ci];
+            let at = |path: &[Step<'_>]| Location::new(c.location.path.clone(), c.lines.line_at(path));
+            let fail = |loc: Location, msg: String| {
+                Error::at(loc, format!("customization {:?}: {msg}", c.name)).with_object(w.id.to_string())
+            };
+            for (i, raw) in c.spec.patches.iter().enumerate() {
+                let mut op = raw.clone();
+                if let Some(value) = op.get_mut("value") {
+                    let base = vec![PathSeg::Key("spec".into()), PathSeg::Key("patches".into()), PathSeg::Index(i), PathSeg::Key("value".into())];
+                    expand_leaves(value, &self.templates, &context, &mut base.clone()).map_err(|(path, text, e)| {
+                        let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                        fail(at(&steps), format!("patches[{i}]: template {text:?}: {e}"))
+                    })?;
+                }
+                let here = at(&[Step::Key("spec"), Step::Key("patches"), Step::Index(i)]);
+                let operation: json_patch::PatchOperation = serde_json::from_value(op.clone())
+                    .map_err(|e| fail(here.clone(), format!("patches[{i}]: {e}")))?;
+                json_patch::patch(&mut object, std::slice::from_ref(&operation))
+                    .map_err(|e| fail(here.clone(), format!("patches[{i}] ({}) failed: {}", describe_op(&op), e.kind)))?;
+                if self.explain {
+                    changes.push(Change { customization: c.name.clone(), what: describe_op(&op) });
+                }
+            }
+            if let Some(merge) = &c.spec.merge {
+                let mut patch = merge.clone();
+                let base = vec![PathSeg::Key("spec".into()), PathSeg::Key("merge".into())];
+                expand_leaves(&mut patch, &self.templates, &context, &mut base.clone()).map_err(|(path, text, e)| {
+                    let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                    fail(at(&steps), format!("merge: template {text:?}: {e}"))
+                })?;
+                json_patch::merge(&mut object, &patch);
+                if self.explain {
+                    let mut leaves = Vec::new();
+                    leaf_paths(&patch, String::new(), &mut leaves);
+                    for (path, value) in leaves {
+                        changes.push(Change { customization: c.name.clone(), what: format!("merge {path} = {value}") });
+                    }
+                }
+            }
+        }
+        normalize(&mut object);
+        let Some(id) = ObjectId::of(&object) else {
+            return Err(Error::at(w.source.clone(), "after customization the object has no string apiVersion, kind and metadata.name")
+                .with_object(w.id.to_string()));
+        };
+        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+        Ok(RenderedObject {
+            file: output::object_file(&id),
+            content: yaml::to_yaml_string(&object),
+            api_version,
+            id,
+            workload: placed.workload,
+            placements: placed.placed_by.iter().map(|p| model.placements[p.placement].name.clone()).collect(),
+            customizations: placed.customizations.iter().map(|&c| model.customizations[c].name.clone()).collect(),
+            changes,
+        })
+    }
+}
+
+fn describe_op(op: &Value) -> String {
+    let name = op.get("op").and_then(Value::as_str).unwrap_or("?");
+    let path = op.get("path").and_then(Value::as_str).unwrap_or("?");
+    match (op.get("value"), op.get("from").and_then(Value::as_str)) {
+        (Some(v), _) => format!("{name} {path} = {v}"),
+        (None, Some(from)) => format!("{name} {from} -> {path}"),
+        (None, None) => format!("{name} {path}"),
+    }
+}
+
+fn leaf_paths(v: &Value, prefix: String, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, sub) in m {
+                leaf_paths(sub, format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+            }
+        }
+        _ => out.push((if prefix.is_empty() { "/".into() } else { prefix }, v.to_string())),
+    }
+}
+
+/// A path into a value, owned (the value is being changed while we walk it).
+#[derive(Debug, Clone)]
+enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl PathSeg {
+    fn step(&self) -> Step<'_> {
+        match self {
+            PathSeg::Key(k) => Step::Key(k),
+            PathSeg::Index(i) => Step::Index(*i),
+        }
+    }
+}
+
+type LeafError = (Vec<PathSeg>, String, String);
+
+/// Expand every template string leaf of `value` in place.
+fn expand_leaves(
+    value: &mut Value,
+    templates: &Templates<'_, '_>,
+    context: &minijinja::Value,
+    path: &mut Vec<PathSeg>,
+) -> Result<(), LeafError> {
+    match value {
+        Value::String(s) if is_template(s) => {
+            *value = templates.expand(s, context).map_err(|e| (path.clone(), s.clone(), e))?;
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(PathSeg::Index(i));
+                expand_leaves(item, templates, context, path)?;
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(PathSeg::Key(k.clone()));
+                expand_leaves(v, templates, context, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Call `f` with every template string leaf and its path.
+fn collect_templates<'v>(value: &'v Value, path: &mut Vec<Step<'v>>, f: &mut impl FnMut(&'v str, &[Step<'v>])) {
+    match value {
+        Value::String(s) if is_template(s) => f(s, path),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                collect_templates(item, path, f);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(Step::Key(k));
+                collect_templates(v, path, f);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `cluster` in templates: name, labels (with the implicit one), annotations, properties.
+pub fn cluster_context(c: &Cluster) -> Value {
+    json!({
+        "name": c.name,
+        "labels": c.labels,
+        "annotations": c.annotations,
+        "properties": c.spec.properties,
+    })
+}
+
+/// `object` in templates: apiVersion, kind, metadata.name, metadata.namespace.
+fn object_context(o: &Value) -> Value {
+    json!({
+        "apiVersion": o.get("apiVersion"),
+        "kind": o.get("kind"),
+        "metadata": {
+            "name": o.pointer("/metadata/name"),
+            "namespace": o.pointer("/metadata/namespace"),
+        },
+    })
+}
+
+/// Digest of everything that shapes every cluster's directory (specs, workloads, and
+/// starmap's own output format), computed once per render.
+pub fn global_digest(model: &Model) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(RENDER_FORMAT.as_bytes());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let mut feed = |v: &Value| {
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    };
+    for p in &model.placements {
+        feed(&json!([p.name, p.spec]));
+    }
+    for c in &model.customizations {
+        feed(&json!([c.name, c.location.to_string(), c.spec]));
+    }
+    for w in &model.workloads {
+        feed(&json!([w.source.to_string(), w.object]));
+    }
+    // The inventory enters only through each cluster's own digest: a cluster's directory
+    // does not depend on the other clusters.
+    h
+}
+
+/// Digest of the inputs of one cluster's directory: the global digest plus the cluster.
+pub fn cluster_digest(global: &Sha256, cluster: &Cluster) -> String {
+    let mut h = global.clone();
+    let bytes = serde_json::to_vec(&json!([cluster.name, cluster.labels, cluster.annotations, cluster.spec])).unwrap_or_default();
+    h.update(&bytes);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The index of one cluster: which object, from which source, through which placements.
+/// The status work reads it to know what to look for on each cluster.
+pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
+    let objects: Vec<Value> = rendered
+        .objects
+        .iter()
+        .map(|o| {
+            let mut entry = serde_json::Map::new();
+            entry.insert("file".into(), json!(o.file));
+            entry.insert("apiVersion".into(), json!(o.api_version));
+            entry.insert("kind".into(), json!(o.id.kind));
+            if let Some(ns) = &o.id.namespace {
+                entry.insert("namespace".into(), json!(ns));
+            }
+            entry.insert("name".into(), json!(o.id.name));
+            entry.insert("source".into(), json!(model.workloads[o.workload].source.to_string()));
+            entry.insert("placements".into(), json!(o.placements));
+            if !o.customizations.is_empty() {
+                entry.insert("customizations".into(), json!(o.customizations));
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    json!({ "cluster": rendered.name, "objects": objects })
+}
+
+/// Cluster plans by name, for looking up one cluster.
+pub fn plans_by_name<'p>(model: &Model, plan: &'p Plan) -> BTreeMap<String, &'p ClusterPlan> {
+    plan.clusters.iter().map(|p| (model.clusters[p.cluster].name.clone(), p)).collect()
+}

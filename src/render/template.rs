@@ -1,0 +1,184 @@
+//! Jinja templates (minijinja) in workload objects and customizations.
+//!
+//! Every distinct template text of the source is compiled once, before any cluster is
+//! rendered; rendering a cluster only evaluates. Strict: an undefined variable is an
+//! error. Sandboxed: no loader (no file access), no environment, no network; fuel stops
+//! runaway loops and a cap bounds the output.
+
+use std::collections::HashMap;
+use std::io;
+
+use minijinja::{Environment, Expression, Template, UndefinedBehavior};
+use serde_json::Value;
+
+/// Instructions one evaluation may run before it is stopped.
+pub const FUEL: u64 = 100_000;
+/// Largest text one template may produce.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// Whether a string is a template at all. Strings without `{{` or `{%` are never touched,
+/// so `${VAR}` and shell snippets pass through.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// The expression of a string that is exactly one `{{ expression }}`: such a string
+/// yields the expression's own value (a number stays a number).
+pub fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    let nested = ["{{", "}}", "{%", "%}", "{#", "#}"].iter().any(|m| inner.contains(m));
+    (!nested).then(|| inner.trim())
+}
+
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(64);
+    env
+}
+
+enum Compiled<'env, 'src> {
+    Expression(Expression<'env, 'src>),
+    Template(Template<'env, 'src>),
+}
+
+/// The compiled templates of a source, keyed by their text.
+pub struct Templates<'env, 'src> {
+    compiled: HashMap<&'src str, Compiled<'env, 'src>>,
+}
+
+impl<'env, 'src> Templates<'env, 'src> {
+    /// Compile every text; the first syntax error is returned with its text.
+    pub fn compile(
+        env: &'env Environment<'static>,
+        texts: impl IntoIterator<Item = &'src str>,
+    ) -> Result<Self, (&'src str, String)> {
+        let mut compiled = HashMap::new();
+        for text in texts {
+            if compiled.contains_key(text) {
+                continue;
+            }
+            let c = match single_expression(text) {
+                Some(expr) => env
+                    .compile_expression_owned(expr.to_string())
+                    .map(Compiled::Expression),
+                None => env.template_from_str(text).map(Compiled::Template),
+            }
+            .map_err(|e| (text, describe(&e)))?;
+            compiled.insert(text, c);
+        }
+        Ok(Templates { compiled })
+    }
+
+    /// Evaluate one template text. Single expressions keep their type.
+    pub fn expand(&self, text: &str, context: &minijinja::Value) -> Result<Value, String> {
+        match self.compiled.get(text) {
+            Some(Compiled::Expression(expr)) => {
+                let value = expr.eval(context.clone()).map_err(|e| describe(&e))?;
+                if value.is_undefined() {
+                    return Err("undefined value".into());
+                }
+                let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
+                if serde_json::to_vec(&json).map(|v| v.len()).unwrap_or(0) > MAX_OUTPUT_BYTES {
+                    return Err(format!("output is larger than {MAX_OUTPUT_BYTES} bytes"));
+                }
+                Ok(json)
+            }
+            Some(Compiled::Template(template)) => {
+                let mut out = CappedWriter::default();
+                template
+                    .render_captured_to(context.clone(), &mut out)
+                    .map_err(|e| if out.overflow { format!("output is larger than {MAX_OUTPUT_BYTES} bytes") } else { describe(&e) })?;
+                String::from_utf8(out.buf).map(Value::String).map_err(|e| e.to_string())
+            }
+            None => Err("internal error: template was not compiled".into()),
+        }
+    }
+}
+
+/// minijinja's message without its "(in <string>:1)" suffix: we say where ourselves.
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let Some(i) = text.find(" (in ") {
+        text.truncate(i);
+    }
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        text = format!("{text} (the template ran more than {FUEL} steps; is it looping?)");
+    }
+    text
+}
+
+#[derive(Default)]
+struct CappedWriter {
+    buf: Vec<u8>,
+    overflow: bool,
+}
+
+impl io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_OUTPUT_BYTES {
+            self.overflow = true;
+            return Err(io::Error::other("template output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn expand(text: &str, ctx: Value) -> Result<Value, String> {
+        let env = environment();
+        let t = Templates::compile(&env, [text]).map_err(|(_, e)| e)?;
+        t.expand(text, &minijinja::Value::from(minijinja::value::Serde(&ctx)))
+    }
+
+    #[test]
+    fn single_expressions_keep_their_type() {
+        let ctx = json!({"p": {"replicas": 3, "m": {"a": 1}, "s": "x"}});
+        assert_eq!(expand("{{ p.replicas }}", ctx.clone()).unwrap(), json!(3));
+        assert_eq!(expand("  {{- p.m -}} ", ctx.clone()).unwrap(), json!({"a": 1}));
+        assert_eq!(expand("n={{ p.replicas }}", ctx.clone()).unwrap(), json!("n=3"));
+        assert_eq!(expand("{{ p.s }}{{ p.s }}", ctx).unwrap(), json!("xx"));
+    }
+
+    #[test]
+    fn undefined_is_an_error() {
+        let e = expand("{{ p.missing }}", json!({"p": {}})).unwrap_err();
+        assert!(e.contains("undefined"), "{e}");
+        let e = expand("a {{ p.missing }}", json!({"p": {}})).unwrap_err();
+        assert!(e.contains("undefined"), "{e}");
+    }
+
+    #[test]
+    fn runaway_templates_stop() {
+        let e = expand("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", json!({})).unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+        let e = expand("{{ 'x' * 5000000 }} tail", json!({})).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn no_file_access() {
+        assert!(expand("{% include '/etc/passwd' %}", json!({})).is_err());
+    }
+
+    #[test]
+    fn detection() {
+        assert!(!is_template("echo ${STORE_ID} $(date)"));
+        assert_eq!(single_expression("{{ a }}"), Some("a"));
+        assert_eq!(single_expression("{{ a }} {{ b }}"), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! The files of a source, from a directory or a git tree.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Location, Result};
+use crate::git::{self, RepoSpec};
+
+/// One file of a source.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Relative to the source root, `/`-separated.
+    pub path: String,
+    pub text: String,
+}
+
+/// Every YAML and JSON file of a source, sorted by path.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTree {
+    /// The source as the user named it (for messages and the commit trailer).
+    pub display: String,
+    /// The commit read, when the source is a git repository (`-dirty` when a work tree
+    /// with local changes was read).
+    pub commit: Option<String>,
+    /// Prefix for paths in error messages (empty for the main source).
+    pub path_prefix: String,
+    pub files: Vec<SourceFile>,
+    /// On-disk root, when the source is a directory (kustomize and helm need files).
+    pub root: Option<PathBuf>,
+}
+
+fn wanted(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")
+}
+
+impl SourceTree {
+    /// Open `spec` (`PATH`, `URL`, `PATH@REF`, `URL@REF`). A plain file is a source of one
+    /// file (for `--inventory clusters.yaml`).
+    pub fn open(spec: &str) -> Result<SourceTree> {
+        let repo_spec = RepoSpec::parse(spec);
+        let mut tree = if repo_spec.is_url {
+            read_remote(&repo_spec)?
+        } else if let Some(reference) = &repo_spec.reference {
+            let repo = git2::Repository::open(&repo_spec.location).map_err(|e| {
+                Error::msg(format!("{}: not a git repository ({})", repo_spec.location, e.message()))
+            })?;
+            read_git(&repo, reference)?
+        } else {
+            let path = Path::new(&repo_spec.location);
+            if path.is_file() {
+                read_single_file(path)?
+            } else if path.is_dir() {
+                match git2::Repository::open_bare(path) {
+                    Ok(repo) => read_git(&repo, "HEAD")?,
+                    Err(_) => read_dir(path)?,
+                }
+            } else {
+                return Err(Error::msg(format!("{spec}: no such file, directory or repository")));
+            }
+        };
+        tree.display = spec.to_string();
+        tree.files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(tree)
+    }
+
+    pub fn file(&self, path: &str) -> Option<&SourceFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
+    /// How a file is named in messages.
+    pub fn display_path(&self, path: &str) -> String {
+        format!("{}{}", self.path_prefix, path)
+    }
+}
+
+fn decode(bytes: Vec<u8>, shown_as: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() as u32 + 1;
+        Error::at(
+            Location::new(shown_as, line),
+            format!("file is not valid UTF-8 (invalid byte at offset {offset})"),
+        )
+    })
+}
+
+fn read_single_file(path: &Path) -> Result<SourceTree> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::msg(format!("{shown}: {e}")))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
+    Ok(SourceTree {
+        path_prefix: if parent.is_empty() { String::new() } else { format!("{parent}/") },
+        files: vec![SourceFile { text: decode(bytes, &shown)?, path: name }],
+        ..Default::default()
+    })
+}
+
+/// A directory on disk. Symlinks to files inside the root are read; a symlink that points
+/// outside the root (or nowhere) is an error, so a source cannot smuggle in other files.
+fn read_dir(root: &Path) -> Result<SourceTree> {
+    let canonical_root = root
+        .canonicalize()
+        .map_err(|e| Error::msg(format!("{}: {e}", root.display())))?;
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git");
+    for entry in walker {
+        let entry = entry.map_err(|e| Error::msg(format!("{}: {e}", root.display())))?;
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(rel) = rel.to_str() else {
+            return Err(Error::msg(format!("{}: file name is not UTF-8", entry.path().display())));
+        };
+        let rel = rel.replace('\\', "/");
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            continue;
+        }
+        if file_type.is_symlink() {
+            let target = entry.path().canonicalize().map_err(|_| {
+                Error::at(Location::new(&rel, 0), "symlink points to nothing")
+            })?;
+            if !target.starts_with(&canonical_root) {
+                return Err(Error::at(
+                    Location::new(&rel, 0),
+                    format!("symlink points outside the source ({})", target.display()),
+                ));
+            }
+            if target.is_dir() {
+                tracing::warn!(path = %rel, "skipping symlink to a directory (its target is read where it is)");
+                continue;
+            }
+        }
+        if !wanted(&rel) {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).map_err(|e| Error::msg(format!("{rel}: {e}")))?;
+        files.push(SourceFile { text: decode(bytes, &rel)?, path: rel });
+    }
+    Ok(SourceTree {
+        commit: work_tree_commit(&canonical_root),
+        root: Some(canonical_root),
+        files,
+        ..Default::default()
+    })
+}
+
+/// When a directory source sits in a git work tree, the commit checked out there, with
+/// `-dirty` when files under the directory differ from it.
+fn work_tree_commit(dir: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let rel = dir.strip_prefix(&workdir).ok()?;
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true);
+    if !rel.as_os_str().is_empty() {
+        options.pathspec(rel);
+    }
+    let dirty = repo.statuses(Some(&mut options)).map(|s| !s.is_empty()).unwrap_or(true);
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+fn read_remote(spec: &RepoSpec) -> Result<SourceTree> {
+    let repo = git::open_cache_clone(&spec.location, "sources")?;
+    git::fetch(&repo, &["+refs/heads/*:refs/remotes/origin/*"])?;
+    let reference = match &spec.reference {
+        Some(r) => r.clone(),
+        None => git::remote_default_branch(&repo).unwrap_or_else(|| "main".into()),
+    };
+    // A branch name means the remote's branch; tags and commit ids resolve as they are.
+    let candidates = [format!("refs/remotes/origin/{reference}"), reference.clone()];
+    for candidate in &candidates {
+        if repo.revparse_single(candidate).is_ok() {
+            return read_git(&repo, candidate);
+        }
+    }
+    Err(Error::msg(format!("{}: no branch, tag or commit {reference:?}", spec.location)))
+}
+
+/// Read a commit's tree straight from the object database (no work tree needed).
+fn read_git(repo: &git2::Repository, reference: &str) -> Result<SourceTree> {
+    let commit = repo
+        .revparse_single(reference)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| Error::msg(format!("no commit {reference:?}: {}", e.message())))?;
+    let tree = commit.tree()?;
+    let mut files = Vec::new();
+    let mut failure: Option<Error> = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let path = format!("{dir}{}", entry.name().unwrap_or(""));
+        match read_git_entry(repo, &tree, &path, entry) {
+            Ok(Some(file)) => files.push(file),
+            Ok(None) => {}
+            Err(e) => {
+                failure = Some(e);
+                return git2::TreeWalkResult::Abort;
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .or_else(|e| if failure.is_some() { Ok(()) } else { Err(e) })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(SourceTree {
+        commit: Some(commit.id().to_string()),
+        files,
+        ..Default::default()
+    })
+}
+
+fn read_git_entry(
+    repo: &git2::Repository,
+    root: &git2::Tree<'_>,
+    path: &str,
+    entry: &git2::TreeEntry<'_>,
+) -> Result<Option<SourceFile>> {
+    match entry.filemode() {
+        0o100644 | 0o100755 if wanted(path) => {
+            let blob = repo.find_blob(entry.id())?;
+            Ok(Some(SourceFile { text: decode(blob.content().to_vec(), path)?, path: path.into() }))
+        }
+        0o120000 => {
+            let blob = repo.find_blob(entry.id())?;
+            let target = String::from_utf8_lossy(blob.content()).into_owned();
+            let Some(resolved) = resolve_inside(path, &target) else {
+                return Err(Error::at(
+                    Location::new(path, 0),
+                    format!("symlink points outside the source ({target})"),
+                ));
+            };
+            let Ok(target_entry) = root.get_path(Path::new(&resolved)) else {
+                return Err(Error::at(Location::new(path, 0), format!("symlink points to nothing ({target})")));
+            };
+            if target_entry.kind() != Some(git2::ObjectType::Blob) || !wanted(path) {
+                return Ok(None);
+            }
+            let blob = repo.find_blob(target_entry.id())?;
+            Ok(Some(SourceFile { text: decode(blob.content().to_vec(), path)?, path: path.into() }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Resolve a symlink target relative to the link's directory; `None` if it leaves the root.
+fn resolve_inside(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for component in Path::new(target).components() {
+        match component {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        assert_eq!(resolve_inside("a/b/link.yaml", "../c.yaml").as_deref(), Some("a/c.yaml"));
+        assert_eq!(resolve_inside("link.yaml", "../outside.yaml"), None);
+        assert_eq!(resolve_inside("a/link.yaml", "/etc/passwd"), None);
+    }
+}
