@@ -111,7 +111,10 @@ impl<'m> Renderer<'m> {
     /// Render the given clusters in parallel. On failure, the error of the first cluster
     /// (in name order) is returned, so errors are deterministic too.
     pub fn render(&self, plans: &[&ClusterPlan]) -> Result<Vec<RenderedCluster>> {
-        plans.par_iter().map(|p| self.render_cluster(p)).collect()
+        // Collect every result first: rayon's short-circuiting collect would return
+        // whichever error came first in time.
+        let results: Vec<Result<RenderedCluster>> = plans.par_iter().map(|p| self.render_cluster(p)).collect();
+        results.into_iter().collect()
     }
 
     pub fn render_cluster(&self, plan: &ClusterPlan) -> Result<RenderedCluster> {
@@ -176,7 +179,7 @@ impl<'m> Renderer<'m> {
                 let operation: json_patch::PatchOperation = serde_json::from_value(op.clone())
                     .map_err(|e| fail(here.clone(), format!("patches[{i}]: {e}")))?;
                 json_patch::patch(&mut object, std::slice::from_ref(&operation))
-                    .map_err(|e| fail(here.clone(), format!("patches[{i}] ({}) failed: {}", describe_op(&op), e.kind)))?;
+                    .map_err(|e| fail(here.clone(), format!("patches[{i}] ({}) failed: {}", describe_op(&op), patch_failure(&e, &object, &op))))?;
                 if self.explain {
                     changes.push(Change { customization: c.name.clone(), what: describe_op(&op) });
                 }
@@ -214,6 +217,25 @@ impl<'m> Renderer<'m> {
             customizations: placed.customizations.iter().map(|&c| model.customizations[c].name.clone()).collect(),
             changes,
         })
+    }
+}
+
+/// Why a patch operation failed, in the user's terms.
+fn patch_failure(e: &json_patch::PatchError, object: &Value, op: &Value) -> String {
+    let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+    match e.kind {
+        json_patch::PatchErrorKind::TestFailed => match object.pointer(path) {
+            Some(actual) => format!("the value at {path} is {actual}"),
+            None => format!("{path} does not exist in the object"),
+        },
+        json_patch::PatchErrorKind::InvalidPointer => {
+            format!("{path} does not exist in the object (or its parent is not a map or list)")
+        }
+        json_patch::PatchErrorKind::InvalidFromPointer => {
+            let from = op.get("from").and_then(Value::as_str).unwrap_or("");
+            format!("from {from} does not exist in the object")
+        }
+        _ => e.kind.to_string(),
     }
 }
 

@@ -94,7 +94,7 @@ pub fn snapshot(dir: &Path) -> RepoSnapshot {
     if let Ok(repo) = git2::Repository::open(dir) {
         for r in repo.references().unwrap() {
             let r = r.unwrap();
-            if let (Some(name), Some(target)) = (r.name(), r.target()) {
+            if let (Ok(name), Some(target)) = (r.name(), r.target()) {
                 refs.insert(name.to_string(), target.to_string());
             }
         }
