@@ -110,6 +110,8 @@ fn git(dir: &Path, args: &[&str]) {
 /// Run a command; wall time and the child's peak RSS (from wait4's rusage).
 fn measure(cmd: &mut Command) -> (Duration, u64, String) {
     let started = Instant::now();
+    // Reaped by wait4 below, which also hands over the child's resource usage.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     // Read output on threads so a full pipe never blocks the child.

@@ -283,22 +283,22 @@ fn unknown_key_in_starmap_yaml_names_the_key_line() {
 fn cluster_name_with_slash_is_rejected() {
     let line = render_fails(&case("cluster-name-slash"));
     assert_path_with_line(&line, "inventory/stores.yaml");
-    assert_contains(&line, &["\"us-east/store-0001\"", "RFC 1123"]);
+    assert_contains(&line, &["inventory/stores.yaml:4:", "\"us-east/store-0001\"", "RFC 1123"]);
 }
 
 #[test]
 fn cluster_name_dotdot_is_rejected() {
     let line = render_fails(&case("cluster-name-dotdot"));
     assert_path_with_line(&line, "inventory/stores.yaml");
-    assert_contains(&line, &["\"..\"", "RFC 1123"]);
+    assert_contains(&line, &["inventory/stores.yaml:4:", "\"..\"", "RFC 1123"]);
 }
 
 #[test]
 fn duplicate_cluster_name_across_files_names_both_files() {
-    // store-0001 in inventory/stores.yaml and again in inventory/us-east.yaml (line 15).
+    // store-0001 in inventory/stores.yaml and again in inventory/us-east.yaml (its name on line 18).
     let line = render_fails(&case("duplicate-cluster-name"));
     assert_path_with_line(&line, "inventory/us-east.yaml");
-    assert_contains(&line, &["inventory/us-east.yaml:15", "inventory/stores.yaml", "\"store-0001\"", "duplicate"]);
+    assert_contains(&line, &["inventory/us-east.yaml:18", "inventory/stores.yaml:4", "\"store-0001\"", "duplicate"]);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn placement_naming_unknown_cluster_is_rejected() {
     // `clusters: [lab-1, lab-2]`: lab-2 is not in the inventory.
     let line = render_fails(&case("placement-unknown-cluster"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["\"lab-2\"", "not in the inventory", "spec.clusters[1]"]);
+    assert_contains(&line, &["placements/web.yaml:10:", "\"lab-2\"", "not in the inventory", "spec.clusters[1]"]);
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn customization_naming_unknown_cluster_is_rejected() {
     // `clusters: [store-0001, store-0002]`: store-0002 is not in the inventory.
     let line = render_fails(&case("customization-unknown-cluster"));
     assert_path_with_line(&line, "customizations/web-replicas.yaml");
-    assert_contains(&line, &["\"store-0002\"", "not in the inventory", "spec.clusters[1]"]);
+    assert_contains(&line, &["customizations/web-replicas.yaml:6:", "\"store-0002\"", "not in the inventory", "spec.clusters[1]"]);
 }
 
 #[test]
@@ -329,14 +329,14 @@ fn object_test_with_no_field_is_rejected() {
     // `workloads: [{paths: [...]}, {}]`: the `{}` would place every object.
     let line = render_fails(&case("empty-object-test"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["spec.workloads[1]", "at least one field"]);
+    assert_contains(&line, &["placements/web.yaml:13:", "spec.workloads[1]", "at least one field"]);
 }
 
 #[test]
 fn label_selector_in_without_values_is_rejected() {
     let line = render_fails(&case("selector-in-without-values"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["spec.clusterSelectors[0]", "matchExpressions[0]", "In", "at least one value"]);
+    assert_contains(&line, &["placements/web.yaml:8:", "spec.clusterSelectors[0]", "matchExpressions[0]", "In", "at least one value"]);
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
     let deploy = DeployRepo::open(&a.deploy, &a.branch, a.push, !a.dry_run)?;
     let options = WriteOptions { push: a.push, dry_run: a.dry_run, no_cache: a.no_cache, keep_content: false };
     let started = std::time::Instant::now();
-    let outcome = deploy::write(&model, &plan, &renderer, &deploy, &options)?;
+    let outcome = deploy::write(&model, &plan, &renderer, &deploy, &options).inspect_err(|_| deploy.discard_if_created())?;
     tracing::info!(
         rendered = outcome.rendered,
         reused = outcome.reused,

@@ -17,8 +17,9 @@ pub struct DeployRepo {
     pub display: String,
     /// Whether `origin` is the truth (a URL deploy repo, or `--push`).
     pub remote: bool,
-    /// Set when the repo was created by this run (a fresh `git init`).
-    pub created: bool,
+    /// Set when the repo was created by this run (a fresh `git init`): the directory it
+    /// was created in, and whether that directory existed (empty) before.
+    created: Option<(PathBuf, bool)>,
 }
 
 /// What a commit is built on.
@@ -38,15 +39,16 @@ impl DeployRepo {
         }
         if parsed.is_url {
             let repo = git::open_cache_clone(&parsed.location, "deploy")?;
-            return Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: true, created: false });
+            return Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: true, created: None });
         }
         let path = PathBuf::from(&parsed.location);
         let (repo, created) = match Repository::open(&path) {
-            Ok(repo) => (repo, false),
+            Ok(repo) => (repo, None),
             Err(_) if create && is_missing_or_empty(&path) => {
+                let existed = path.exists();
                 let mut options = git2::RepositoryInitOptions::new();
                 options.initial_head(branch).mkpath(true);
-                (Repository::init_opts(&path, &options)?, true)
+                (Repository::init_opts(&path, &options)?, Some((path.clone(), existed)))
             }
             Err(_) if !create && is_missing_or_empty(&path) => {
                 return Err(Error::msg(format!("--deploy {spec}: no repository there yet (render creates it)")));
@@ -57,6 +59,17 @@ impl DeployRepo {
             return Err(Error::msg(format!("--push: the deploy repo {spec} has no remote `origin`")));
         }
         Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: push, created })
+    }
+
+    /// Undo the `git init` of this run (after a failed first render), so that bad input
+    /// leaves no trace: the directory is removed, or emptied if it existed before.
+    pub fn discard_if_created(&self) {
+        if let Some((path, existed)) = &self.created {
+            let removed = if *existed { std::fs::remove_dir_all(path.join(".git")) } else { std::fs::remove_dir_all(path) };
+            if let Err(e) = removed {
+                tracing::warn!("could not remove the deploy repo created by this run at {}: {e}", path.display());
+            }
+        }
     }
 
     pub fn local_ref(&self) -> String {

@@ -16,14 +16,17 @@ pub struct Change {
     pub entry: Option<(u32, Oid)>,
 }
 
+/// A change split into path components.
+type SplitChange<'a> = (Vec<&'a str>, Option<(u32, Oid)>);
+
 /// A new tree: `base` with `changes` applied. Trees left empty disappear (git has no
 /// empty directories). Returns `None` for an empty root.
 pub fn overlay(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, changes: &[Change]) -> Result<Option<Oid>> {
-    let split: Vec<(Vec<&str>, Option<(u32, Oid)>)> = changes.iter().map(|c| (c.path.split('/').collect(), c.entry)).collect();
+    let split: Vec<SplitChange<'_>> = changes.iter().map(|c| (c.path.split('/').collect(), c.entry)).collect();
     overlay_at(repo, objects, base, &split)
 }
 
-fn overlay_at(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, changes: &[(Vec<&str>, Option<(u32, Oid)>)]) -> Result<Option<Oid>> {
+fn overlay_at(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, changes: &[SplitChange<'_>]) -> Result<Option<Oid>> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     if let Some(base) = base {
         for e in repo.find_tree(base)?.iter() {
@@ -32,7 +35,7 @@ fn overlay_at(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, cha
         }
     }
     // Changes grouped by their first component, in order.
-    let mut groups: BTreeMap<&str, Vec<(Vec<&str>, Option<(u32, Oid)>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<SplitChange<'_>>> = BTreeMap::new();
     for (path, entry) in changes {
         groups.entry(path[0]).or_default().push((path[1..].to_vec(), *entry));
     }

@@ -86,7 +86,7 @@ pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &st
             .filter(|(_, s)| s.matches(&c.labels))
             .map(|(i, s)| format!("clusterSelectors[{i}] {}", serde_json::to_string(s).unwrap_or_default()))
             .collect();
-        if p.spec.clusters.iter().any(|n| *n == c.name) {
+        if p.spec.clusters.contains(&c.name) {
             how.push("named in spec.clusters".into());
         }
         how.join(" and ")

@@ -66,7 +66,7 @@ pub fn placement_clusters(model: &Model, placement: usize) -> Vec<bool> {
         .clusters
         .iter()
         .map(|c| {
-            p.spec.cluster_selectors.iter().any(|s| s.matches(&c.labels)) || p.spec.clusters.iter().any(|n| *n == c.name)
+            p.spec.cluster_selectors.iter().any(|s| s.matches(&c.labels)) || p.spec.clusters.contains(&c.name)
         })
         .collect()
 }
@@ -127,11 +127,12 @@ pub fn build(model: &Model) -> Result<Plan> {
                 return Err(Error::at(
                     w.source.clone(),
                     format!(
-                        "{} is defined twice for this cluster: here and at {} (one identity must come from one definition)",
-                        w.id, first.source
+                        "defined twice for this cluster: here and at {} (one identity must come from one definition)",
+                        first.source
                     ),
                 )
-                .with_cluster(&cluster.name));
+                .with_cluster(&cluster.name)
+                .with_object(w.id.to_string()));
             }
             let customizations = custom_hits
                 .iter()

@@ -102,6 +102,8 @@ impl<'env, 'src> Templates<'env, 'src> {
 /// minijinja's message without its "(in <string>:1)" suffix: we say where ourselves.
 fn describe(e: &minijinja::Error) -> String {
     let mut text = match e.detail() {
+        // "undefined value: `x.y` is undefined" says it twice.
+        Some(detail) if e.kind() == minijinja::ErrorKind::UndefinedError => detail.to_string(),
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.kind().to_string(),
     };

@@ -15,7 +15,7 @@ use crate::spec::{
     self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector,
     PlacementDoc, TEMPLATE_ANNOTATION,
 };
-use crate::yaml::{Doc, Step, from_doc, parse_documents};
+use crate::yaml::{Doc, LineTree, Step, from_doc, parse_documents};
 
 /// Where Cluster objects come from besides the source.
 pub enum Inventory {
@@ -64,12 +64,26 @@ fn is_ignored(ignore: &Gitignore, path: &str) -> bool {
         .is_ignore()
 }
 
+/// A spec document with where it came from, so errors can point at a field's line.
+struct Spec<T> {
+    doc: T,
+    at: Location,
+    lines: LineTree,
+}
+
+impl<T> Spec<T> {
+    /// The location of the field at `path` (or of the deepest part of it that exists).
+    fn field(&self, path: &[Step<'_>]) -> Location {
+        Location::new(self.at.path.clone(), self.lines.line_at(path))
+    }
+}
+
 /// Everything read from the files, before cross-checks.
 #[derive(Default)]
 struct Parts {
-    clusters: Vec<(ClusterDoc, Location)>,
-    placements: Vec<(PlacementDoc, Location)>,
-    customizations: Vec<(CustomizationDoc, Location, Doc)>,
+    clusters: Vec<Spec<ClusterDoc>>,
+    placements: Vec<Spec<PlacementDoc>>,
+    customizations: Vec<Spec<CustomizationDoc>>,
     workloads: Vec<Workload>,
 }
 
@@ -121,16 +135,16 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         }
         return match kind {
             "Cluster" => {
-                parts.clusters.push((from_doc(&doc, path)?, at));
+                parts.clusters.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
                 Ok(())
             }
             _ if inventory_only => Err(Error::at(at, format!("the inventory holds only Cluster objects, not {kind}"))),
             "Placement" => {
-                parts.placements.push((from_doc(&doc, path)?, at));
+                parts.placements.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
                 Ok(())
             }
             "Customization" => {
-                parts.customizations.push((from_doc(&doc, path)?, at, doc));
+                parts.customizations.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
                 Ok(())
             }
             other => Err(Error::at(
@@ -212,83 +226,98 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn check_api_version(api_version: &str, at: &Location) -> Result<()> {
+const API_VERSION_PATH: [Step<'static>; 1] = [Step::Key("apiVersion")];
+const NAME_PATH: [Step<'static>; 2] = [Step::Key("metadata"), Step::Key("name")];
+
+fn check_api_version<T>(spec: &Spec<T>, api_version: &str) -> Result<()> {
     if api_version == API_VERSION {
         Ok(())
     } else {
-        Err(Error::at(at.clone(), format!("apiVersion must be {API_VERSION}")))
+        Err(Error::at(spec.field(&API_VERSION_PATH), format!("apiVersion must be {API_VERSION}")))
     }
 }
 
-fn check_selectors(selectors: &[LabelSelector], field: &str, at: &Location) -> Result<()> {
+fn check_selectors<T>(spec: &Spec<T>, selectors: &[LabelSelector], field: &'static str) -> Result<()> {
     for (i, s) in selectors.iter().enumerate() {
-        s.validate()
-            .map_err(|e| Error::at(at.clone(), format!("{field}[{i}]: {e}")))?;
+        s.validate().map_err(|e| {
+            Error::at(spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]), format!("spec.{field}[{i}]: {e}"))
+        })?;
     }
     Ok(())
 }
 
 /// The first location of each name; a second one is an error naming both.
-fn check_unique<'a>(kind: &str, items: impl Iterator<Item = (&'a str, &'a Location)>) -> Result<()> {
-    let mut seen: HashMap<&str, &Location> = HashMap::new();
+fn check_unique<'a>(kind: &str, items: impl Iterator<Item = (&'a str, Location)>) -> Result<()> {
+    let mut seen: HashMap<&str, Location> = HashMap::new();
     for (name, at) in items {
-        if let Some(first) = seen.insert(name, at) {
-            return Err(Error::at(at.clone(), format!("duplicate {kind} {name:?} (also defined at {first})")));
+        if let Some(first) = seen.get(name) {
+            return Err(Error::at(at, format!("duplicate {kind} {name:?} (also defined at {first})")));
         }
+        seen.insert(name, at);
     }
     Ok(())
 }
 
 impl Parts {
     fn into_model(self, source: SourceInfo, config: Config) -> Result<Model> {
-        let clusters = self.clusters.into_iter().map(|(doc, at)| cluster(doc, at)).collect::<Result<Vec<_>>>()?;
-        check_unique("cluster", clusters.iter().map(|c| (c.name.as_str(), &c.location)))?;
-        let known: HashMap<&str, ()> = clusters.iter().map(|c| (c.name.as_str(), ())).collect();
-        let check_names = |names: &[String], field: &str, at: &Location| -> Result<()> {
+        let mut clusters = Vec::with_capacity(self.clusters.len());
+        for spec in &self.clusters {
+            clusters.push(cluster(spec)?);
+        }
+        check_unique("cluster", self.clusters.iter().map(|c| (c.doc.metadata.name.as_str(), c.field(&NAME_PATH))))?;
+        let known: HashMap<&str, ()> = clusters.iter().map(|c: &Cluster| (c.name.as_str(), ())).collect();
+        let check_names = |spec_at: &dyn Fn(&[Step<'_>]) -> Location, names: &[String]| -> Result<()> {
             for (i, name) in names.iter().enumerate() {
                 if !known.contains_key(name.as_str()) {
-                    return Err(Error::at(at.clone(), format!("{field}[{i}]: cluster {name:?} is not in the inventory")));
+                    return Err(Error::at(
+                        spec_at(&[Step::Key("spec"), Step::Key("clusters"), Step::Index(i)]),
+                        format!("spec.clusters[{i}]: cluster {name:?} is not in the inventory"),
+                    ));
                 }
             }
             Ok(())
         };
 
         let mut placements = Vec::new();
-        for (doc, at) in self.placements {
-            check_api_version(&doc.api_version, &at)?;
+        for spec in self.placements {
+            let doc = &spec.doc;
+            check_api_version(&spec, &doc.api_version)?;
             let name = doc.metadata.name.clone();
-            spec::validate_object_name("Placement", &name).map_err(|e| Error::at(at.clone(), e))?;
-            check_selectors(&doc.spec.cluster_selectors, "spec.clusterSelectors", &at)?;
-            check_names(&doc.spec.clusters, "spec.clusters", &at)?;
+            spec::validate_object_name("Placement", &name).map_err(|e| Error::at(spec.field(&NAME_PATH), e))?;
+            check_selectors(&spec, &doc.spec.cluster_selectors, "clusterSelectors")?;
+            check_names(&|p| spec.field(p), &doc.spec.clusters)?;
             if doc.spec.workloads.is_empty() {
-                return Err(Error::at(at, "spec.workloads needs at least one object test"));
+                return Err(Error::at(spec.field(&[Step::Key("spec"), Step::Key("workloads")]), "spec.workloads needs at least one object test"));
             }
-            let workloads = compile_tests(&doc.spec.workloads, "spec.workloads", &at)?;
-            placements.push(Placement { name, spec: doc.spec, workloads, location: at });
+            let workloads = compile_tests(&spec, &doc.spec.workloads, "workloads")?;
+            placements.push((Placement { name, spec: spec.doc.spec.clone(), workloads, location: spec.at.clone() }, spec.field(&NAME_PATH)));
         }
-        check_unique("Placement", placements.iter().map(|p| (p.name.as_str(), &p.location)))?;
+        check_unique("Placement", placements.iter().map(|(p, at)| (p.name.as_str(), at.clone())))?;
+        let mut placements: Vec<Placement> = placements.into_iter().map(|(p, _)| p).collect();
 
         let mut customizations = Vec::new();
-        for (doc, at, raw) in self.customizations {
-            check_api_version(&doc.api_version, &at)?;
+        for spec in self.customizations {
+            let doc = &spec.doc;
+            check_api_version(&spec, &doc.api_version)?;
             let name = doc.metadata.name.clone();
-            spec::validate_object_name("Customization", &name).map_err(|e| Error::at(at.clone(), e))?;
+            spec::validate_object_name("Customization", &name).map_err(|e| Error::at(spec.field(&NAME_PATH), e))?;
             if let Some(selectors) = &doc.spec.cluster_selectors {
-                check_selectors(selectors, "spec.clusterSelectors", &at)?;
+                check_selectors(&spec, selectors, "clusterSelectors")?;
             }
             if let Some(names) = &doc.spec.clusters {
-                check_names(names, "spec.clusters", &at)?;
+                check_names(&|p| spec.field(p), names)?;
             }
             if doc.spec.targets.is_empty() {
-                return Err(Error::at(at, "spec.targets needs at least one object test"));
+                return Err(Error::at(spec.field(&[Step::Key("spec"), Step::Key("targets")]), "spec.targets needs at least one object test"));
             }
-            let targets = compile_tests(&doc.spec.targets, "spec.targets", &at)?;
-            check_patches(&doc, &raw, &at)?;
-            customizations.push(Customization { name, spec: doc.spec, targets, location: at, lines: raw.lines });
+            let targets = compile_tests(&spec, &doc.spec.targets, "targets")?;
+            check_patches(&spec)?;
+            let name_at = spec.field(&NAME_PATH);
+            customizations.push((Customization { name, spec: spec.doc.spec, targets, location: spec.at, lines: spec.lines }, name_at));
         }
-        check_unique("Customization", customizations.iter().map(|c| (c.name.as_str(), &c.location)))?;
+        check_unique("Customization", customizations.iter().map(|(c, at)| (c.name.as_str(), at.clone())))?;
+        let mut customizations: Vec<Customization> = customizations.into_iter().map(|(c, _)| c).collect();
 
-        let mut clusters = clusters;
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
         placements.sort_by(|a, b| a.name.cmp(&b.name));
         customizations.sort_by(|a, b| (a.spec.order, &a.name).cmp(&(b.spec.order, &b.name)));
@@ -298,46 +327,48 @@ impl Parts {
     }
 }
 
-fn compile_tests(tests: &[spec::ObjectTest], field: &str, at: &Location) -> Result<Vec<spec::CompiledObjectTest>> {
+fn compile_tests<T>(spec: &Spec<T>, tests: &[spec::ObjectTest], field: &'static str) -> Result<Vec<spec::CompiledObjectTest>> {
     tests
         .iter()
         .enumerate()
-        .map(|(i, t)| t.compile().map_err(|e| Error::at(at.clone(), format!("{field}[{i}]: {e}"))))
+        .map(|(i, t)| {
+            t.compile().map_err(|e| Error::at(spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]), format!("spec.{field}[{i}]: {e}")))
+        })
         .collect()
 }
 
 /// Patches are checked for shape at load (op, path, from); their values are templated per
 /// cluster later.
-fn check_patches(doc: &CustomizationDoc, raw: &Doc, at: &Location) -> Result<()> {
-    for (i, patch) in doc.spec.patches.iter().enumerate() {
-        let steps = [Step::Key("spec"), Step::Key("patches"), Step::Index(i)];
-        let line = raw.lines.line_at(&steps);
-        let here = Location::new(at.path.clone(), line);
+fn check_patches(spec: &Spec<CustomizationDoc>) -> Result<()> {
+    for (i, patch) in spec.doc.spec.patches.iter().enumerate() {
         if let Err(e) = serde_json::from_value::<json_patch::PatchOperation>(patch.clone()) {
+            let here = spec.field(&[Step::Key("spec"), Step::Key("patches"), Step::Index(i)]);
             return Err(Error::at(here, format!("spec.patches[{i}]: not an RFC 6902 operation: {e}")));
         }
     }
-    if let Some(merge) = &doc.spec.merge
+    if let Some(merge) = &spec.doc.spec.merge
         && !merge.is_object()
     {
-        let line = raw.lines.line_at(&[Step::Key("spec"), Step::Key("merge")]);
-        return Err(Error::at(Location::new(at.path.clone(), line), "spec.merge must be a mapping (an RFC 7386 merge patch)"));
+        let here = spec.field(&[Step::Key("spec"), Step::Key("merge")]);
+        return Err(Error::at(here, "spec.merge must be a mapping (an RFC 7386 merge patch)"));
     }
     Ok(())
 }
 
-fn cluster(doc: ClusterDoc, at: Location) -> Result<Cluster> {
-    check_api_version(&doc.api_version, &at)?;
-    let name = doc.metadata.name;
-    spec::validate_cluster_name(&name).map_err(|e| Error::at(at.clone(), e))?;
-    let mut labels: BTreeMap<String, String> = doc.metadata.labels;
+fn cluster(spec: &Spec<ClusterDoc>) -> Result<Cluster> {
+    let doc = &spec.doc;
+    check_api_version(spec, &doc.api_version)?;
+    let name = doc.metadata.name.clone();
+    spec::validate_cluster_name(&name).map_err(|e| Error::at(spec.field(&NAME_PATH), e))?;
+    let mut labels: BTreeMap<String, String> = doc.metadata.labels.clone();
     match labels.get(CLUSTER_NAME_LABEL) {
         Some(v) if *v != name => {
+            let at = spec.field(&[Step::Key("metadata"), Step::Key("labels"), Step::Key(CLUSTER_NAME_LABEL)]);
             return Err(Error::at(at, format!("label {CLUSTER_NAME_LABEL} is implicit and must equal the cluster name {name:?}")));
         }
         _ => {
             labels.insert(CLUSTER_NAME_LABEL.into(), name.clone());
         }
     }
-    Ok(Cluster { name, labels, annotations: doc.metadata.annotations, spec: doc.spec, location: at })
+    Ok(Cluster { name, labels, annotations: doc.metadata.annotations.clone(), spec: doc.spec.clone(), location: spec.at.clone() })
 }

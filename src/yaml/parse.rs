@@ -120,8 +120,14 @@ fn options() -> serde_saphyr::Options {
     budget.max_nodes = 50_000_000;
     budget.max_total_scalar_bytes = 1 << 30;
     budget.max_depth = 128;
+    // Anchors are rare in manifests; a bomb is stopped after 100,000 copied events
+    // (tens of milliseconds) instead of the default million.
+    budget.max_recorded_anchor_events = 100_000;
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = 100_000;
     serde_saphyr::options! {
         budget: Some(budget),
+        alias_limits: alias_limits,
         // YAML 1.2: `yes`/`on` are strings, as kustomize and Flux read them.
         strict_booleans: true,
         // `defaultMode: 0644` means 420, as kubectl (go-yaml) reads it.
@@ -130,15 +136,37 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// serde-saphyr's message ends with "at line L, column C"; we print `path:line:` first.
+/// serde-saphyr's message says "at line L, column C" (and more for aliases); we print
+/// `path:line:` first and keep the message to one plain sentence.
 fn saphyr_error(e: &serde_saphyr::Error, path: &str) -> Error {
     let line = e.location().map(|l| l.line() as u32).unwrap_or(0);
-    let mut message = e.to_string();
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
+    let raw = e.to_string();
+    let first_line = raw.lines().next().unwrap_or("invalid YAML");
+    let message = match first_line.find(" at line ") {
+        Some(i) => &first_line[..i],
+        None => first_line,
+    };
+    Error::at(Location::new(path, line), format!("invalid YAML: {}", plain_message(message.trim())))
+}
+
+/// serde-saphyr's wording for limits and policies, in a user's terms.
+fn plain_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        return format!("duplicate key {key:?} in this mapping");
     }
-    let message = message.lines().next().unwrap_or("invalid YAML").trim().to_string();
-    Error::at(Location::new(path, line), format!("invalid YAML: {message}"))
+    if message.contains("recursion limit") || message.contains("depth") && message.contains("budget") {
+        return "nested more than 128 levels deep".into();
+    }
+    if message.starts_with("budget breached") {
+        let what = if message.contains("Alias") || message.contains("Anchor") || message.contains("Replay") {
+            "too many alias expansions (more than 100,000 copied nodes: a YAML \"alias bomb\"?)"
+        } else {
+            "the document is too large"
+        };
+        return what.to_string();
+    }
+    message.to_string()
 }
 
 /// A parsed node with its line, as serde-saphyr hands it over.

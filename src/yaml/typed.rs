@@ -34,8 +34,16 @@ pub fn from_value_at<T: DeserializeOwned>(
         let unknown = message
             .strip_prefix("unknown field `")
             .and_then(|rest| rest.split('`').next());
+        // serde_path_to_error's path ends with the unknown key itself: look it up in
+        // its parent mapping.
         let line = unknown
-            .and_then(|field| doc.lines.key_line(&full, field))
+            .and_then(|field| {
+                let parent = match full.last() {
+                    Some(Step::Key(k)) if *k == field => &full[..full.len() - 1],
+                    _ => &full[..],
+                };
+                doc.lines.key_line(parent, field)
+            })
             .unwrap_or_else(|| doc.lines.line_at(&full));
         let shown_path = e.path().to_string();
         let message = if shown_path.is_empty() || shown_path == "." {
