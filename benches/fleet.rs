@@ -22,7 +22,12 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { clusters: 10_000, objects: 20, baseline: 200, generate_only: None };
+    let mut a = Args {
+        clusters: 10_000,
+        objects: 20,
+        baseline: 200,
+        generate_only: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().unwrap_or_else(|| panic!("{name} needs a value"));
@@ -53,7 +58,11 @@ fn inventory(clusters: usize, changed: Option<usize>) -> Vec<(String, String)> {
             i % 10
         );
     }
-    REGIONS.iter().zip(files).map(|(r, text)| (format!("inventory/{r}.yaml"), text)).collect()
+    REGIONS
+        .iter()
+        .zip(files)
+        .map(|(r, text)| (format!("inventory/{r}.yaml"), text))
+        .collect()
 }
 
 /// M workload objects: templated Deployments, ConfigMaps, Services.
@@ -112,7 +121,11 @@ fn measure(cmd: &mut Command) -> (Duration, u64, String) {
     let started = Instant::now();
     // Reaped by wait4 below, which also hands over the child's resource usage.
     #[allow(clippy::zombie_processes)]
-    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id() as libc::pid_t;
     // Read output on threads so a full pipe never blocks the child.
     let mut stdout = child.stdout.unwrap();
@@ -135,7 +148,10 @@ fn measure(cmd: &mut Command) -> (Duration, u64, String) {
     let elapsed = started.elapsed();
     let stdout = out.join().unwrap();
     let stderr = err.join().unwrap();
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "command failed: {stdout}\n{stderr}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "command failed: {stdout}\n{stderr}"
+    );
     (elapsed, usage.ru_maxrss as u64 * 1024, stdout)
 }
 
@@ -149,7 +165,12 @@ fn main() {
         write_files(dir, &inventory(args.clusters, None));
         write_files(dir, &workloads(args.objects));
         write_files(dir, &specs());
-        println!("generated {} clusters × {} objects in {}", args.clusters, args.objects, dir.display());
+        println!(
+            "generated {} clusters × {} objects in {}",
+            args.clusters,
+            args.objects,
+            dir.display()
+        );
         return;
     }
     let starmap = env!("CARGO_BIN_EXE_starmap");
@@ -165,8 +186,20 @@ fn main() {
     git(tmp.path(), &["init", "-q", "--bare", "-b", "main", "deploy.git"]);
 
     let render = |label: &str| {
-        let (t, rss, out) = measure(Command::new(starmap).arg("render").arg("--source").arg(&source).arg("--deploy").arg(&deploy));
-        eprintln!("{label}: {:.2} s, {} — {}", t.as_secs_f64(), mib(rss), out.lines().last().unwrap_or(""));
+        let (t, rss, out) = measure(
+            Command::new(starmap)
+                .arg("render")
+                .arg("--source")
+                .arg(&source)
+                .arg("--deploy")
+                .arg(&deploy),
+        );
+        eprintln!(
+            "{label}: {:.2} s, {} — {}",
+            t.as_secs_f64(),
+            mib(rss),
+            out.lines().last().unwrap_or("")
+        );
         (t, rss, out)
     };
     let total_objects = args.clusters * args.objects;
@@ -176,7 +209,11 @@ fn main() {
     write_files(&source, &inventory(args.clusters, Some(args.clusters / 2)));
     git(&source, &["commit", "-q", "-am", "one property"]);
     let one = render("one cluster's property changed");
-    assert!(one.2.contains("1 cluster changed"), "only one cluster must change: {}", one.2);
+    assert!(
+        one.2.contains("1 cluster changed"),
+        "only one cluster must change: {}",
+        one.2
+    );
 
     // Baseline: a kustomize overlay per cluster (the same objects, replicas and a label
     // patched per cluster), built one by one with `kubectl kustomize` as a script would.
@@ -184,7 +221,9 @@ fn main() {
     let mut files = Vec::new();
     let mut resources = String::new();
     for (rel, text) in workloads(args.objects) {
-        let plain = text.replace("  annotations:\n    starmap.dev/template: \"true\"\n", "").replace("\"{{ cluster.properties.replicas }}\"", "1");
+        let plain = text
+            .replace("  annotations:\n    starmap.dev/template: \"true\"\n", "")
+            .replace("\"{{ cluster.properties.replicas }}\"", "1");
         let name = rel.replace('/', "-");
         let _ = writeln!(resources, "- {name}");
         files.push((format!("base/{name}"), plain));
@@ -203,8 +242,16 @@ fn main() {
     write_files(&base, &files);
     let started = Instant::now();
     for i in 0..args.baseline {
-        let out = Command::new("kubectl").arg("kustomize").arg(base.join(format!("overlays/store-{i:05}"))).output().expect("kubectl runs");
-        assert!(out.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(base.join(format!("overlays/store-{i:05}")))
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl kustomize failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let baseline = started.elapsed();
     let per_cluster_kustomize = baseline.as_secs_f64() / args.baseline as f64;
@@ -215,7 +262,11 @@ fn main() {
             "| {what} | {:.2} s | {} | {} |\n",
             r.0.as_secs_f64(),
             mib(r.1),
-            if objects > 0 { format!("{:.0}", objects as f64 / r.0.as_secs_f64()) } else { "–".into() }
+            if objects > 0 {
+                format!("{:.0}", objects as f64 / r.0.as_secs_f64())
+            } else {
+                "–".into()
+            }
         )
     };
     let mut table = format!(

@@ -19,7 +19,11 @@ impl RepoSpec {
     /// `git@host:org/repo` is followed by one.
     pub fn parse(spec: &str) -> RepoSpec {
         if Path::new(spec).exists() {
-            return RepoSpec { location: spec.into(), reference: None, is_url: false };
+            return RepoSpec {
+                location: spec.into(),
+                reference: None,
+                is_url: false,
+            };
         }
         let (location, reference) = match spec.rsplit_once('@') {
             Some((loc, r)) if !loc.is_empty() && !r.is_empty() && !r.contains(':') => {
@@ -28,7 +32,11 @@ impl RepoSpec {
             _ => (spec.to_string(), None),
         };
         let is_url = is_url(&location);
-        RepoSpec { location, reference, is_url }
+        RepoSpec {
+            location,
+            reference,
+            is_url,
+        }
     }
 }
 
@@ -52,7 +60,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("starmap");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("starmap")
 }
 
@@ -84,7 +94,9 @@ pub fn remote_callbacks<'a>() -> git2::RemoteCallbacks<'a> {
         }
         if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
             let user = std::env::var("GIT_USERNAME").ok();
-            let secret = std::env::var("GIT_PASSWORD").or_else(|_| std::env::var("GIT_TOKEN")).ok();
+            let secret = std::env::var("GIT_PASSWORD")
+                .or_else(|_| std::env::var("GIT_TOKEN"))
+                .ok();
             if let Some(secret) = secret {
                 let user = user.or(username.map(String::from)).unwrap_or_else(|| "git".into());
                 return git2::Cred::userpass_plaintext(&user, &secret);
@@ -132,9 +144,13 @@ pub fn fetch(repo: &git2::Repository, refspecs: &[&str]) -> Result<()> {
     options.remote_callbacks(remote_callbacks());
     options.prune(git2::FetchPrune::On);
     options.download_tags(git2::AutotagOption::All);
-    remote
-        .fetch(refspecs, Some(&mut options), None)
-        .map_err(|e| Error::msg(format!("cannot fetch {}: {}", remote.url().unwrap_or("origin"), e.message())))
+    remote.fetch(refspecs, Some(&mut options), None).map_err(|e| {
+        Error::msg(format!(
+            "cannot fetch {}: {}",
+            remote.url().unwrap_or("origin"),
+            e.message()
+        ))
+    })
 }
 
 /// The default branch a remote advertises (`HEAD` → `refs/heads/main`), if it says.
@@ -156,12 +172,21 @@ mod tests {
     #[test]
     fn repo_specs() {
         let s = RepoSpec::parse("https://example.com/org/repo.git@v1.2");
-        assert_eq!((s.location.as_str(), s.reference.as_deref(), s.is_url), ("https://example.com/org/repo.git", Some("v1.2"), true));
+        assert_eq!(
+            (s.location.as_str(), s.reference.as_deref(), s.is_url),
+            ("https://example.com/org/repo.git", Some("v1.2"), true)
+        );
         let s = RepoSpec::parse("git@github.com:org/repo.git");
-        assert_eq!((s.location.as_str(), s.reference, s.is_url), ("git@github.com:org/repo.git", None, true));
+        assert_eq!(
+            (s.location.as_str(), s.reference, s.is_url),
+            ("git@github.com:org/repo.git", None, true)
+        );
         let s = RepoSpec::parse("git@github.com:org/repo.git@feature/x");
         assert_eq!(s.reference.as_deref(), Some("feature/x"));
         let s = RepoSpec::parse("/no/such/dir@main");
-        assert_eq!((s.location.as_str(), s.reference.as_deref(), s.is_url), ("/no/such/dir", Some("main"), false));
+        assert_eq!(
+            (s.location.as_str(), s.reference.as_deref(), s.is_url),
+            ("/no/such/dir", Some("main"), false)
+        );
     }
 }

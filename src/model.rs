@@ -68,7 +68,10 @@ impl Customization {
         if selectors.is_none() && names.is_none() {
             return true;
         }
-        selectors.iter().flatten().any(|s: &LabelSelector| s.matches(&cluster.labels))
+        selectors
+            .iter()
+            .flatten()
+            .any(|s: &LabelSelector| s.matches(&cluster.labels))
             || names.iter().flatten().any(|n| *n == cluster.name)
     }
 }

@@ -51,7 +51,11 @@ fn good_copy() -> (TempDir, PathBuf) {
 /// Run `starmap <args>` with backtraces requested, so that a panic would show one.
 fn run(args: &[&str], source: &Path, deploy: Option<&Path>) -> Output {
     let mut cmd = common::starmap();
-    cmd.env("RUST_BACKTRACE", "1").timeout(TIMEOUT).args(args).arg("--source").arg(source);
+    cmd.env("RUST_BACKTRACE", "1")
+        .timeout(TIMEOUT)
+        .args(args)
+        .arg("--source")
+        .arg(source);
     if let Some(deploy) = deploy {
         cmd.arg("--deploy").arg(deploy);
     }
@@ -68,15 +72,29 @@ fn one_error_line(out: &Output, what: &str) -> String {
         Some(1),
         "{what}: exit code must be 1\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.trim().is_empty(), "{what}: stdout must be empty on an error, got:\n{stdout}");
+    assert!(
+        stdout.trim().is_empty(),
+        "{what}: stdout must be empty on an error, got:\n{stdout}"
+    );
     for bad in ["panicked", "RUST_BACKTRACE", "internal error", "stack backtrace"] {
         assert!(!stderr.contains(bad), "{what}: stderr contains {bad:?}:\n{stderr}");
     }
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{what}: stderr must be exactly one line, got {}:\n{stderr}", lines.len());
-    assert!(stderr.ends_with('\n'), "{what}: the error line must end with a newline: {stderr:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr must be exactly one line, got {}:\n{stderr}",
+        lines.len()
+    );
+    assert!(
+        stderr.ends_with('\n'),
+        "{what}: the error line must end with a newline: {stderr:?}"
+    );
     let line = lines[0].to_string();
-    assert!(line.starts_with("error: "), "{what}: stderr must start with `error: `: {line}");
+    assert!(
+        line.starts_with("error: "),
+        "{what}: stderr must start with `error: `: {line}"
+    );
     line
 }
 
@@ -86,15 +104,27 @@ fn render_fails(source: &Path) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let deploy = tmp.path().join("deploy");
     common::render(&good(), &deploy);
-    assert_eq!(common::commit_count(&deploy, "refs/heads/main"), 1, "the good render made one commit");
+    assert_eq!(
+        common::commit_count(&deploy, "refs/heads/main"),
+        1,
+        "the good render made one commit"
+    );
     let before = common::snapshot(&deploy);
-    assert!(!before.refs.is_empty() && !before.files.is_empty(), "the good render wrote something");
+    assert!(
+        !before.refs.is_empty() && !before.files.is_empty(),
+        "the good render wrote something"
+    );
 
     let out = run(&["render"], source, Some(&deploy));
     let line = one_error_line(&out, &format!("render --source {}", source.display()));
 
     let after = common::snapshot(&deploy);
-    assert!(after.refs == before.refs, "a failed render moved refs: {:?} -> {:?}", before.refs, after.refs);
+    assert!(
+        after.refs == before.refs,
+        "a failed render moved refs: {:?} -> {:?}",
+        before.refs,
+        after.refs
+    );
     assert!(
         after.files == before.files,
         "a failed render changed the work tree: {:?} -> {:?}",
@@ -107,7 +137,10 @@ fn render_fails(source: &Path) -> String {
 /// `line` starts with `prefix` (the location, cluster and object part of the error).
 #[track_caller]
 fn assert_prefix(line: &str, prefix: &str) {
-    assert!(line.starts_with(prefix), "expected the error to start with\n  {prefix}\ngot\n  {line}");
+    assert!(
+        line.starts_with(prefix),
+        "expected the error to start with\n  {prefix}\ngot\n  {line}"
+    );
 }
 
 #[track_caller]
@@ -140,7 +173,9 @@ fn assert_path_with_line(line: &str, path: &str) -> u32 {
 #[track_caller]
 fn assert_names_a_cluster(line: &str) {
     assert!(
-        CLUSTERS.iter().any(|c| line.contains(&format!("cluster {c}, ")) || line.contains(&format!("cluster {c}: "))),
+        CLUSTERS
+            .iter()
+            .any(|c| line.contains(&format!("cluster {c}, ")) || line.contains(&format!("cluster {c}: "))),
         "expected the error to name the cluster (`cluster <name>`):\n  {line}"
     );
 }
@@ -170,13 +205,19 @@ fn yaml_alias_bomb_is_rejected_quickly_with_a_readable_message() {
     let started = Instant::now();
     let line = render_fails(&case("alias-bomb"));
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(30), "an alias bomb must be rejected, not expanded ({elapsed:?})");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "an alias bomb must be rejected, not expanded ({elapsed:?})"
+    );
     assert_path_with_line(&line, "workloads/web/lol.yaml");
     assert_contains(&line, &["invalid YAML"]);
     // The message must not be cut off in the middle (a dangling "(used" and the like).
     let opened = line.matches('(').count();
     let closed = line.matches(')').count();
-    assert_eq!(opened, closed, "unbalanced parentheses: the message was cut off:\n  {line}");
+    assert_eq!(
+        opened, closed,
+        "unbalanced parentheses: the message was cut off:\n  {line}"
+    );
 }
 
 #[test]
@@ -197,10 +238,17 @@ fn deeply_nested_yaml_fails_fast_naming_file_and_line() {
     let out = run(&["render"], &source, Some(&deploy));
     let elapsed = started.elapsed();
     let line = one_error_line(&out, "render of 100,000 nested brackets");
-    assert!(elapsed < Duration::from_secs(5), "deep nesting must fail fast, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "deep nesting must fail fast, took {elapsed:?}"
+    );
     assert_prefix(&line, "error: workloads/web/deep.yaml:7: ");
     assert_contains(&line, &["invalid YAML"]);
-    assert_eq!(common::snapshot(&deploy), before, "a failed render changed the deploy repo");
+    assert_eq!(
+        common::snapshot(&deploy),
+        before,
+        "a failed render changed the deploy repo"
+    );
 }
 
 #[test]
@@ -224,7 +272,11 @@ fn symlink_pointing_outside_the_source_is_rejected() {
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let target = outside.join("secret.yaml");
-    std::fs::write(&target, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: smuggled\n  namespace: web\n").unwrap();
+    std::fs::write(
+        &target,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: smuggled\n  namespace: web\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink(&target, source.join("workloads/web/extra.yaml")).unwrap();
     let line = render_fails(&source);
     assert_prefix(&line, "error: workloads/web/extra.yaml");
@@ -283,7 +335,10 @@ fn unknown_key_in_starmap_yaml_names_the_key_line() {
 fn cluster_name_with_slash_is_rejected() {
     let line = render_fails(&case("cluster-name-slash"));
     assert_path_with_line(&line, "inventory/stores.yaml");
-    assert_contains(&line, &["inventory/stores.yaml:4:", "\"us-east/store-0001\"", "RFC 1123"]);
+    assert_contains(
+        &line,
+        &["inventory/stores.yaml:4:", "\"us-east/store-0001\"", "RFC 1123"],
+    );
 }
 
 #[test]
@@ -298,7 +353,15 @@ fn duplicate_cluster_name_across_files_names_both_files() {
     // store-0001 in inventory/stores.yaml and again in inventory/us-east.yaml (its name on line 18).
     let line = render_fails(&case("duplicate-cluster-name"));
     assert_path_with_line(&line, "inventory/us-east.yaml");
-    assert_contains(&line, &["inventory/us-east.yaml:18", "inventory/stores.yaml:4", "\"store-0001\"", "duplicate"]);
+    assert_contains(
+        &line,
+        &[
+            "inventory/us-east.yaml:18",
+            "inventory/stores.yaml:4",
+            "\"store-0001\"",
+            "duplicate",
+        ],
+    );
 }
 
 #[test]
@@ -313,7 +376,15 @@ fn placement_naming_unknown_cluster_is_rejected() {
     // `clusters: [lab-1, lab-2]`: lab-2 is not in the inventory.
     let line = render_fails(&case("placement-unknown-cluster"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["placements/web.yaml:10:", "\"lab-2\"", "not in the inventory", "spec.clusters[1]"]);
+    assert_contains(
+        &line,
+        &[
+            "placements/web.yaml:10:",
+            "\"lab-2\"",
+            "not in the inventory",
+            "spec.clusters[1]",
+        ],
+    );
 }
 
 #[test]
@@ -321,7 +392,15 @@ fn customization_naming_unknown_cluster_is_rejected() {
     // `clusters: [store-0001, store-0002]`: store-0002 is not in the inventory.
     let line = render_fails(&case("customization-unknown-cluster"));
     assert_path_with_line(&line, "customizations/web-replicas.yaml");
-    assert_contains(&line, &["customizations/web-replicas.yaml:6:", "\"store-0002\"", "not in the inventory", "spec.clusters[1]"]);
+    assert_contains(
+        &line,
+        &[
+            "customizations/web-replicas.yaml:6:",
+            "\"store-0002\"",
+            "not in the inventory",
+            "spec.clusters[1]",
+        ],
+    );
 }
 
 #[test]
@@ -329,14 +408,26 @@ fn object_test_with_no_field_is_rejected() {
     // `workloads: [{paths: [...]}, {}]`: the `{}` would place every object.
     let line = render_fails(&case("empty-object-test"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["placements/web.yaml:13:", "spec.workloads[1]", "at least one field"]);
+    assert_contains(
+        &line,
+        &["placements/web.yaml:13:", "spec.workloads[1]", "at least one field"],
+    );
 }
 
 #[test]
 fn label_selector_in_without_values_is_rejected() {
     let line = render_fails(&case("selector-in-without-values"));
     assert_path_with_line(&line, "placements/web.yaml");
-    assert_contains(&line, &["placements/web.yaml:8:", "spec.clusterSelectors[0]", "matchExpressions[0]", "In", "at least one value"]);
+    assert_contains(
+        &line,
+        &[
+            "placements/web.yaml:8:",
+            "spec.clusterSelectors[0]",
+            "matchExpressions[0]",
+            "In",
+            "at least one value",
+        ],
+    );
 }
 
 #[test]
@@ -347,7 +438,11 @@ fn duplicate_identity_from_two_files_names_both_source_paths() {
     assert_names_a_cluster(&line);
     assert_contains(
         &line,
-        &["workloads/web/deployment.yaml", "workloads/web/legacy/deployment.yaml", "Deployment/web/web"],
+        &[
+            "workloads/web/deployment.yaml",
+            "workloads/web/legacy/deployment.yaml",
+            "Deployment/web/web",
+        ],
     );
 }
 
@@ -358,7 +453,10 @@ fn duplicate_identity_from_two_files_names_both_source_paths() {
 fn undefined_template_variable_names_object_cluster_and_text() {
     // `cluster.properties.displayName` is set on store-0001 only, so lab-1 fails (line 11).
     let line = render_fails(&case("undefined-template-variable"));
-    assert_prefix(&line, "error: workloads/web/configmap.yaml:11: cluster lab-1, ConfigMap/web/web-config: ");
+    assert_prefix(
+        &line,
+        "error: workloads/web/configmap.yaml:11: cluster lab-1, ConfigMap/web/web-config: ",
+    );
     assert_contains(&line, &["Northwind {{ cluster.properties.displayName }}", "undefined"]);
 }
 
@@ -370,7 +468,11 @@ fn template_syntax_error_names_object_and_text() {
     assert_prefix(&line, "error: workloads/web/configmap.yaml:10: ");
     assert_contains(
         &line,
-        &["ConfigMap/web/web-config", "Welcome to store {{ cluster.properties.storeId | }}", "syntax error"],
+        &[
+            "ConfigMap/web/web-config",
+            "Welcome to store {{ cluster.properties.storeId | }}",
+            "syntax error",
+        ],
     );
 }
 
@@ -379,12 +481,19 @@ fn runaway_template_is_stopped_by_fuel() {
     // Nested loops of 100,000 each (line 10).
     let started = Instant::now();
     let line = render_fails(&case("runaway-template"));
-    assert!(started.elapsed() < Duration::from_secs(60), "the fuel limit must stop the loop");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the fuel limit must stop the loop"
+    );
     assert_prefix(&line, "error: workloads/web/configmap.yaml:10: cluster ");
     assert_names_a_cluster(&line);
     assert_contains(
         &line,
-        &["ConfigMap/web/web-config", "{% for i in range(100000) %}{% for j in range(100000) %}", "fuel"],
+        &[
+            "ConfigMap/web/web-config",
+            "{% for i in range(100000) %}{% for j in range(100000) %}",
+            "fuel",
+        ],
     );
 }
 
@@ -394,7 +503,10 @@ fn template_output_too_large_is_rejected() {
     let line = render_fails(&case("template-output-too-large"));
     assert_prefix(&line, "error: workloads/web/configmap.yaml:10: cluster ");
     assert_names_a_cluster(&line);
-    assert_contains(&line, &["ConfigMap/web/web-config", "{{ 'x' * 5000000 }} tail", "larger than"]);
+    assert_contains(
+        &line,
+        &["ConfigMap/web/web-config", "{{ 'x' * 5000000 }} tail", "larger than"],
+    );
 }
 
 #[test]
@@ -402,16 +514,32 @@ fn failing_replace_patch_names_customization_index_object_and_cluster() {
     // patches[1] (line 16) replaces /spec/template/spec/nodeSelector/zone, which does not
     // exist; the customization reaches the edge store only.
     let line = render_fails(&case("patch-replace-missing-path"));
-    assert_prefix(&line, "error: customizations/web-replicas.yaml:16: cluster store-0001, Deployment/web/web: ");
-    assert_contains(&line, &["customization \"web-replicas\"", "patches[1]", "/spec/template/spec/nodeSelector/zone"]);
+    assert_prefix(
+        &line,
+        "error: customizations/web-replicas.yaml:16: cluster store-0001, Deployment/web/web: ",
+    );
+    assert_contains(
+        &line,
+        &[
+            "customization \"web-replicas\"",
+            "patches[1]",
+            "/spec/template/spec/nodeSelector/zone",
+        ],
+    );
 }
 
 #[test]
 fn failing_test_op_names_customization_index_object_and_cluster() {
     // patches[0] (line 13) tests /spec/replicas == 3; the Deployment says 1.
     let line = render_fails(&case("patch-test-fails"));
-    assert_prefix(&line, "error: customizations/web-replicas.yaml:13: cluster store-0001, Deployment/web/web: ");
-    assert_contains(&line, &["customization \"web-replicas\"", "patches[0]", "test", "/spec/replicas"]);
+    assert_prefix(
+        &line,
+        "error: customizations/web-replicas.yaml:13: cluster store-0001, Deployment/web/web: ",
+    );
+    assert_contains(
+        &line,
+        &["customization \"web-replicas\"", "patches[0]", "test", "/spec/replicas"],
+    );
 }
 
 #[test]
@@ -429,7 +557,11 @@ fn an_error_on_several_clusters_names_the_first_cluster_every_time() {
     for _ in 0..8 {
         seen.insert(one_error_line(&run(&["validate"], &source, None), "validate"));
     }
-    assert_eq!(seen.len(), 1, "the same bad input gave different errors across runs: {seen:#?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "the same bad input gave different errors across runs: {seen:#?}"
+    );
     assert_prefix(seen.first().unwrap(), expected);
 }
 
@@ -469,13 +601,21 @@ fn plan_exits_1_not_2_on_an_error_and_changes_nothing() {
     let before = common::snapshot(&deploy);
     for source in [case("patch-replace-missing-path"), case("malformed-yaml")] {
         let render_line = render_fails(&source);
-        for args in [&["plan"][..], &["plan", "--detailed-exitcode"][..], &["plan", "--diff"][..]] {
+        for args in [
+            &["plan"][..],
+            &["plan", "--detailed-exitcode"][..],
+            &["plan", "--diff"][..],
+        ] {
             let out = run(args, &source, Some(&deploy));
             let line = one_error_line(&out, &format!("{args:?} --source {}", source.display()));
             assert_eq!(line, render_line, "{args:?} and render must report the same error");
         }
     }
-    assert_eq!(common::snapshot(&deploy), before, "a failed plan changed the deploy repo");
+    assert_eq!(
+        common::snapshot(&deploy),
+        before,
+        "a failed plan changed the deploy repo"
+    );
 }
 
 #[test]
@@ -483,9 +623,16 @@ fn plan_without_a_deploy_repo_exits_1_on_an_error() {
     // `plan` against a deploy path that does not exist yet must not create it either.
     let tmp = tempfile::tempdir().unwrap();
     let deploy = tmp.path().join("no-deploy-yet");
-    let out = run(&["plan", "--detailed-exitcode"], &case("undefined-template-variable"), Some(&deploy));
+    let out = run(
+        &["plan", "--detailed-exitcode"],
+        &case("undefined-template-variable"),
+        Some(&deploy),
+    );
     let line = one_error_line(&out, "plan against a missing deploy repo");
-    assert_prefix(&line, "error: workloads/web/configmap.yaml:11: cluster lab-1, ConfigMap/web/web-config: ");
+    assert_prefix(
+        &line,
+        "error: workloads/web/configmap.yaml:11: cluster lab-1, ConfigMap/web/web-config: ",
+    );
     assert!(!deploy.exists(), "plan must not create the deploy repo");
 }
 
@@ -498,5 +645,9 @@ fn render_failing_at_load_does_not_create_the_deploy_repo() {
     let out = run(&["render"], &case("malformed-yaml"), Some(&deploy));
     let line = one_error_line(&out, "render into a missing deploy path");
     assert_prefix(&line, "error: workloads/web/deployment.yaml:20: ");
-    assert!(!deploy.exists(), "a render that failed at load created {}", deploy.display());
+    assert!(
+        !deploy.exists(),
+        "a render that failed at load created {}",
+        deploy.display()
+    );
 }

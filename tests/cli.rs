@@ -27,7 +27,9 @@ fn run<S: AsRef<OsStr>>(args: &[S]) -> Output {
 fn describe<S: AsRef<OsStr>>(args: &[S], out: &Output) -> String {
     format!(
         "starmap {:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
-        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         out.status.code(),
         text(&out.stdout),
         text(&out.stderr)
@@ -89,7 +91,10 @@ impl Planned {
 fn plan_lists_added_changed_and_removed_objects_per_cluster() {
     let p = planned();
     let out = run_ok(&p.plan(&[]));
-    assert!(out.contains("Plan: 3 clusters to change: 4 objects added, 1 changed, 4 removed"), "{out}");
+    assert!(
+        out.contains("Plan: 3 clusters to change: 4 objects added, 1 changed, 4 removed"),
+        "{out}"
+    );
     let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
     let line = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
     assert!(line("~ cluster c-one"), "{out}");
@@ -101,10 +106,28 @@ fn plan_lists_added_changed_and_removed_objects_per_cluster() {
             t.starts_with(sign) && t.split_whitespace().collect::<Vec<_>>() == [&sign.to_string()[..], id, file]
         })
     };
-    assert!(object('+', "ConfigMap/demo/added", "demo/configmap_added.yaml"), "{out}");
-    assert!(object('~', "ConfigMap/demo/changes", "demo/configmap_changes.yaml"), "{out}");
-    assert!(object('-', "ConfigMap/demo/removed", "demo/configmap_removed.yaml"), "{out}");
-    assert!(!out.contains("ConfigMap/demo/stays") || !lines.iter().any(|l| l.contains("stays") && l.contains("c-one")), "{out}");
+    assert!(
+        object('+', "ConfigMap/demo/added", "demo/configmap_added.yaml"),
+        "{out}"
+    );
+    assert!(
+        object('~', "ConfigMap/demo/changes", "demo/configmap_changes.yaml"),
+        "{out}"
+    );
+    assert!(
+        object('-', "ConfigMap/demo/removed", "demo/configmap_removed.yaml"),
+        "{out}"
+    );
+    // c-one's section lists what changed there, not the object that stayed the same.
+    let c_one: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("~ cluster c-one"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .copied()
+        .collect();
+    assert_eq!(c_one.len(), 3, "{out}");
+    assert!(!c_one.iter().any(|l| l.contains("ConfigMap/demo/stays")), "{out}");
     insta::assert_snapshot!("plan__text", out);
 }
 
@@ -120,7 +143,17 @@ fn plan_writes_nothing() {
 
     // A deploy repo that does not exist yet: everything is new, and it is not created.
     let missing = p.tmp.path().join("not-yet");
-    let out = run_code(2, &args(&[&"plan", &"--source", &p.src, &"--deploy", &missing, &"--detailed-exitcode"]));
+    let out = run_code(
+        2,
+        &args(&[
+            &"plan",
+            &"--source",
+            &p.src,
+            &"--deploy",
+            &missing,
+            &"--detailed-exitcode",
+        ]),
+    );
     assert!(out.contains("+ cluster c-one"), "{out}");
     assert!(!missing.exists(), "plan created {}", missing.display());
 }
@@ -137,7 +170,14 @@ fn plan_detailed_exitcode_is_2_with_changes_and_0_without() {
     copy_dir(&data("render/plan/v1"), &p.src);
     run_code(0, &p.plan(&[]));
     // An error is 1, never 2.
-    let out = run(&args(&[&"plan", &"--source", &p.tmp.path().join("no-such-source"), &"--deploy", &p.deploy, &"--detailed-exitcode"]));
+    let out = run(&args(&[
+        &"plan",
+        &"--source",
+        &p.tmp.path().join("no-such-source"),
+        &"--deploy",
+        &p.deploy,
+        &"--detailed-exitcode",
+    ]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }
 
@@ -146,12 +186,26 @@ fn plan_diff_prints_a_unified_diff_that_git_applies() {
     let p = planned();
     let out = run_ok(&p.plan(&["--diff"]));
     // A changed object: a/ is the tip, b/ the render.
-    assert!(out.contains("--- a/clusters/c-one/demo/configmap_changes.yaml\n+++ b/clusters/c-one/demo/configmap_changes.yaml\n"), "{out}");
+    assert!(
+        out.contains(
+            "--- a/clusters/c-one/demo/configmap_changes.yaml\n+++ b/clusters/c-one/demo/configmap_changes.yaml\n"
+        ),
+        "{out}"
+    );
     assert!(out.contains("\n-  version: \"1\"\n+  version: \"2\"\n"), "{out}");
     // Added and removed objects against /dev/null.
-    assert!(out.contains("--- /dev/null\n+++ b/clusters/c-one/demo/configmap_added.yaml\n"), "{out}");
-    assert!(out.contains("--- a/clusters/c-one/demo/configmap_removed.yaml\n+++ /dev/null\n"), "{out}");
-    assert!(out.contains("--- a/clusters/c-two/demo/configmap_stays.yaml\n+++ /dev/null\n"), "{out}");
+    assert!(
+        out.contains("--- /dev/null\n+++ b/clusters/c-one/demo/configmap_added.yaml\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--- a/clusters/c-one/demo/configmap_removed.yaml\n+++ /dev/null\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--- a/clusters/c-two/demo/configmap_stays.yaml\n+++ /dev/null\n"),
+        "{out}"
+    );
     assert!(out.contains("@@ "), "{out}");
 
     // git itself accepts it as a patch of the deploy repo's tip.
@@ -171,7 +225,11 @@ fn plan_diff_covers_every_changed_file_including_kustomizations() {
     let patch = p.tmp.path().join("plan.diff");
     std::fs::write(&patch, &out).unwrap();
     git(&p.deploy, &["apply", patch.to_str().unwrap()]);
-    let applied: BTreeMap<String, Vec<u8>> = snapshot(&p.deploy).files.into_iter().filter(|(k, _)| k.starts_with("clusters/")).collect();
+    let applied: BTreeMap<String, Vec<u8>> = snapshot(&p.deploy)
+        .files
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("clusters/"))
+        .collect();
 
     let rendered = p.tmp.path().join("rendered");
     run_ok(&args(&[&"render", &"--source", &p.src, &"--deploy", &rendered]));
@@ -180,8 +238,15 @@ fn plan_diff_covers_every_changed_file_including_kustomizations() {
         .filter(|(k, _)| k.starts_with("clusters/"))
         .map(|(k, v)| (k, v.into_bytes()))
         .collect();
-    let differing: Vec<&String> = applied.keys().chain(expected.keys()).filter(|k| applied.get(*k) != expected.get(*k)).collect();
-    assert!(differing.is_empty(), "after `git apply` of plan --diff these files differ from the render: {differing:?}\n--- plan --diff:\n{out}");
+    let differing: std::collections::BTreeSet<&String> = applied
+        .keys()
+        .chain(expected.keys())
+        .filter(|k| applied.get(*k) != expected.get(*k))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "after `git apply` of plan --diff these files differ from the render: {differing:?}\n--- plan --diff:\n{out}"
+    );
 }
 
 #[test]
@@ -193,11 +258,21 @@ fn plan_json_parses_and_has_counts() {
     let clusters = v["clusters"].as_array().unwrap();
     let summary: Vec<(String, String, usize)> = clusters
         .iter()
-        .map(|c| (c["cluster"].as_str().unwrap().into(), c["change"].as_str().unwrap().into(), c["objects"].as_array().unwrap().len()))
+        .map(|c| {
+            (
+                c["cluster"].as_str().unwrap().into(),
+                c["change"].as_str().unwrap().into(),
+                c["objects"].as_array().unwrap().len(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
-        [("c-one".into(), "changed".into(), 3), ("c-three".into(), "added".into(), 3), ("c-two".into(), "removed".into(), 3)]
+        [
+            ("c-one".into(), "changed".into(), 3),
+            ("c-three".into(), "added".into(), 3),
+            ("c-two".into(), "removed".into(), 3)
+        ]
     );
     assert_eq!(
         clusters[0]["objects"][1],
@@ -218,7 +293,10 @@ fn plan_markdown_has_a_table() {
     let p = planned();
     let md = run_ok(&p.plan(&["-o", "markdown"]));
     assert!(md.starts_with("### starmap plan\n"), "{md}");
-    assert!(md.contains("| cluster | | added | changed | removed |\n|---|---|---:|---:|---:|\n"), "{md}");
+    assert!(
+        md.contains("| cluster | | added | changed | removed |\n|---|---|---:|---:|---:|\n"),
+        "{md}"
+    );
     assert!(md.contains("| `c-one` |  | 1 | 1 | 1 |"), "{md}");
     assert!(md.contains("| `c-three` | new cluster | 3 | 0 | 0 |"), "{md}");
     assert!(md.contains("| `c-two` | removed cluster | 0 | 0 | 3 |"), "{md}");
@@ -238,10 +316,16 @@ fn plan_markdown_keeps_the_added_and_removed_signs_visible() {
         .lines()
         .filter(|l| {
             let t = l.trim_start();
-            ["- ", "* ", "+ "].iter().any(|m| t.starts_with(m) && ["- ", "+ ", "* "].iter().any(|n| t[2..].starts_with(n)))
+            ["- ", "* ", "+ "]
+                .iter()
+                .any(|m| t.starts_with(m) && ["- ", "+ ", "* "].iter().any(|n| t[2..].starts_with(n)))
         })
         .collect();
-    assert!(swallowed.is_empty(), "list items whose sign Markdown reads as another list marker:\n{}", swallowed.join("\n"));
+    assert!(
+        swallowed.is_empty(),
+        "list items whose sign Markdown reads as another list marker:\n{}",
+        swallowed.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,9 +341,18 @@ fn explain(cluster: &str, extra: &[&str]) -> String {
 #[test]
 fn explain_names_placement_clause_selector_and_customizations() {
     let out = explain("store-1001", &["--object", "ConfigMap/pos/pos-config"]);
-    assert!(out.contains("ConfigMap/pos/pos-config  (workloads/pos/pos-config.yaml:4)"), "{out}");
-    assert!(out.contains("file: clusters/store-1001/pos/configmap_pos-config.yaml"), "{out}");
-    assert!(out.contains("placed by pos: workloads[0] {\"paths\":[\"workloads/pos/**\"]}"), "the clause that matched:\n{out}");
+    assert!(
+        out.contains("ConfigMap/pos/pos-config  (workloads/pos/pos-config.yaml:4)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("file: clusters/store-1001/pos/configmap_pos-config.yaml"),
+        "{out}"
+    );
+    assert!(
+        out.contains("placed by pos: workloads[0] {\"paths\":[\"workloads/pos/**\"]}"),
+        "the clause that matched:\n{out}"
+    );
     assert!(
         out.contains("cluster selected by clusterSelectors[0] {\"matchLabels\":{\"tier\":\"edge\"},\"matchExpressions\":[{\"key\":\"env\",\"operator\":\"In\",\"values\":[\"prod\",\"staging\"]}]}"),
         "which selector picked the cluster:\n{out}"
@@ -270,29 +363,58 @@ fn explain_names_placement_clause_selector_and_customizations() {
     assert!(at("customized by pos-config-eu:") < at("customized by pos-config-store-1001:"));
     assert!(out.contains("merge /data/STORE_ID = \"1001\""), "{out}");
     assert!(out.contains("merge /data/SALES_TAX_MODE = null"), "{out}");
-    assert!(out.contains("merge /data/RECEIPT_FOOTER = \"Danke für Ihren Besuch am Marienplatz! Filiale 1001\""), "{out}");
+    assert!(
+        out.contains("merge /data/RECEIPT_FOOTER = \"Danke für Ihren Besuch am Marienplatz! Filiale 1001\""),
+        "{out}"
+    );
     assert!(!out.contains("Not on this cluster"), "{out}");
 
     // JSON patches are listed one by one.
     let out = explain("store-0042", &["--object", "CronJob/inventory-sync/inventory-sync"]);
     assert!(out.contains("customized by inventory-sync-store:"), "{out}");
-    assert!(out.contains("replace /spec/jobTemplate/spec/template/spec/containers/0/env/0/value = \"0042\""), "{out}");
+    assert!(
+        out.contains("replace /spec/jobTemplate/spec/template/spec/containers/0/env/0/value = \"0042\""),
+        "{out}"
+    );
     assert!(out.contains("replace /spec/timeZone = \"America/New_York\""), "{out}");
 
     // A cluster picked by name, and a second clause of a placement.
     let out = explain("lab-1", &["--object", "Namespace/pos"]);
-    assert!(out.contains("placed by pos: workloads[1] {\"kinds\":[\"Namespace\"],\"names\":[\"pos\"]}"), "{out}");
+    assert!(
+        out.contains("placed by pos: workloads[1] {\"kinds\":[\"Namespace\"],\"names\":[\"pos\"]}"),
+        "{out}"
+    );
     assert!(out.contains("cluster selected by named in spec.clusters"), "{out}");
     assert!(out.contains("no customization"), "{out}");
 }
 
 #[test]
 fn explain_lists_every_placement_of_an_object_placed_twice() {
-    let out = run_ok(&args(&[&"explain", &"--source", &data("render/selection"), &"--cluster", &"alpha", &"--object", &"ConfigMap/sel/shared"]));
-    assert!(out.contains("placed by add-east: workloads[0] {\"names\":[\"shared\"]}"), "{out}");
-    assert!(out.contains("cluster selected by clusterSelectors[0] {\"matchLabels\":{\"region\":\"east\"}}"), "{out}");
-    assert!(out.contains("placed by add-edge: workloads[0] {\"kinds\":[\"ConfigMap\"],\"names\":[\"shared\"]}"), "{out}");
-    assert!(out.contains("cluster selected by clusterSelectors[0] {\"matchLabels\":{\"tier\":\"edge\"}}"), "{out}");
+    let out = run_ok(&args(&[
+        &"explain",
+        &"--source",
+        &data("render/selection"),
+        &"--cluster",
+        &"alpha",
+        &"--object",
+        &"ConfigMap/sel/shared",
+    ]));
+    assert!(
+        out.contains("placed by add-east: workloads[0] {\"names\":[\"shared\"]}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cluster selected by clusterSelectors[0] {\"matchLabels\":{\"region\":\"east\"}}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("placed by add-edge: workloads[0] {\"kinds\":[\"ConfigMap\"],\"names\":[\"shared\"]}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cluster selected by clusterSelectors[0] {\"matchLabels\":{\"tier\":\"edge\"}}"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -300,13 +422,22 @@ fn explain_says_why_an_object_is_not_placed() {
     // The storefront placement excludes store-2001 by name; the lab preview only picks lab-1.
     let out = explain("store-2001", &["--object", "Deployment/storefront/storefront"]);
     assert!(out.contains("Not on this cluster:"), "{out}");
-    assert!(out.contains("placements lab-storefront-preview, storefront select this object but not this cluster"), "{out}");
+    assert!(
+        out.contains("placements lab-storefront-preview, storefront select this object but not this cluster"),
+        "{out}"
+    );
 
     // The lab gets the storefront but not its Ingress: the lab's own placement has no
     // clause for it.
     let out = explain("lab-1", &["--object", "Ingress/storefront/storefront"]);
-    assert!(out.contains("Ingress/storefront/storefront  (workloads/storefront/ingress.yaml:4)"), "{out}");
-    assert!(out.contains("placement storefront selects this object but not this cluster"), "{out}");
+    assert!(
+        out.contains("Ingress/storefront/storefront  (workloads/storefront/ingress.yaml:4)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("placement storefront selects this object but not this cluster"),
+        "{out}"
+    );
 
     // The retired store: nothing at all.
     let out = explain("store-0099", &[]);
@@ -319,16 +450,28 @@ fn explain_with_object_does_not_claim_the_cluster_is_empty() {
     // store-2001 runs 14 objects; asking about one that is not there must not say the
     // cluster has nothing.
     let out = explain("store-2001", &["--object", "Deployment/storefront/storefront"]);
-    assert!(!out.contains("Nothing is placed on this cluster"), "false statement about store-2001 (14 objects):\n{out}");
+    assert!(
+        !out.contains("Nothing is placed on this cluster"),
+        "false statement about store-2001 (14 objects):\n{out}"
+    );
     let out = explain("lab-1", &["--object", "Ingress/storefront/storefront"]);
-    assert!(!out.contains("Nothing is placed on this cluster"), "false statement about lab-1 (14 objects):\n{out}");
+    assert!(
+        !out.contains("Nothing is placed on this cluster"),
+        "false statement about lab-1 (14 objects):\n{out}"
+    );
 }
 
 #[test]
 fn explain_json() {
-    let v = json_of(&explain("store-1001", &["--object", "ConfigMap/pos/pos-config", "-o", "json"]));
+    let v = json_of(&explain(
+        "store-1001",
+        &["--object", "ConfigMap/pos/pos-config", "-o", "json"],
+    ));
     assert_eq!(v["cluster"], "store-1001");
-    assert_eq!(v["labels"]["starmap.dev/cluster"], "store-1001", "the implicit label is shown");
+    assert_eq!(
+        v["labels"]["starmap.dev/cluster"], "store-1001",
+        "the implicit label is shown"
+    );
     assert_eq!(v["labels"]["region"], "eu-central");
     let placed = v["placed"].as_array().unwrap();
     assert_eq!(placed.len(), 1);
@@ -339,15 +482,36 @@ fn explain_json() {
     let by = o["placed_by"].as_array().unwrap();
     assert_eq!(by.len(), 1);
     assert_eq!(by[0]["placement"], "pos");
-    assert!(by[0]["clause"].as_str().unwrap().starts_with("workloads[0] "), "{}", by[0]);
-    assert!(by[0]["cluster_by"].as_str().unwrap().starts_with("clusterSelectors[0] "), "{}", by[0]);
-    assert_eq!(o["customizations"], json!(["pos-config-baseline", "pos-config-eu", "pos-config-store-1001"]));
+    assert!(
+        by[0]["clause"].as_str().unwrap().starts_with("workloads[0] "),
+        "{}",
+        by[0]
+    );
+    assert!(
+        by[0]["cluster_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("clusterSelectors[0] "),
+        "{}",
+        by[0]
+    );
+    assert_eq!(
+        o["customizations"],
+        json!(["pos-config-baseline", "pos-config-eu", "pos-config-store-1001"])
+    );
     let changes = o["changes"].as_array().unwrap();
     assert!(changes.contains(&json!({"customization": "pos-config-store-1001", "what": "merge /data/RECEIPT_FOOTER = \"Danke für Ihren Besuch am Marienplatz! Filiale 1001\""})), "{changes:?}");
-    assert!(changes.iter().all(|c| c["customization"].is_string() && c["what"].is_string()));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["customization"].is_string() && c["what"].is_string())
+    );
     assert_eq!(v["not_placed"], json!([]));
 
-    let v = json_of(&explain("store-2001", &["--object", "Deployment/storefront/storefront", "-o", "json"]));
+    let v = json_of(&explain(
+        "store-2001",
+        &["--object", "Deployment/storefront/storefront", "-o", "json"],
+    ));
     assert_eq!(v["placed"], json!([]));
     assert_eq!(
         v["not_placed"],
@@ -357,17 +521,41 @@ fn explain_json() {
     // Without --object: every object of the source is either placed or not placed.
     let v = json_of(&explain("store-2001", &["-o", "json"]));
     assert_eq!(v["placed"].as_array().unwrap().len(), 14);
-    assert_eq!(v["placed"].as_array().unwrap().len() + v["not_placed"].as_array().unwrap().len(), 25);
+    assert_eq!(
+        v["placed"].as_array().unwrap().len() + v["not_placed"].as_array().unwrap().len(),
+        25
+    );
 }
 
 #[test]
 fn explain_errors_name_what_is_wrong() {
-    let out = run(&args(&[&"explain", &"--source", &fixtures(), &"--cluster", &"store-9999"]));
+    let out = run(&args(&[
+        &"explain",
+        &"--source",
+        &fixtures(),
+        &"--cluster",
+        &"store-9999",
+    ]));
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stderr).trim(), "error: cluster \"store-9999\" is not in the inventory");
-    let out = run(&args(&[&"explain", &"--source", &fixtures(), &"--cluster", &"lab-1", &"--object", &"ConfigMap/pos/nope"]));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: cluster \"store-9999\" is not in the inventory"
+    );
+    let out = run(&args(&[
+        &"explain",
+        &"--source",
+        &fixtures(),
+        &"--cluster",
+        &"lab-1",
+        &"--object",
+        &"ConfigMap/pos/nope",
+    ]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).starts_with("error: --object \"ConfigMap/pos/nope\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: --object \"ConfigMap/pos/nope\""),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,7 +565,10 @@ fn explain_errors_name_what_is_wrong() {
 #[test]
 fn validate_fixtures_reports_counts() {
     let out = run_ok(&args(&[&"validate", &"--source", &fixtures()]));
-    assert_eq!(out.trim_end(), "valid: 14 clusters, 6 placements, 7 customizations, 25 workload objects; 200 objects rendered");
+    assert_eq!(
+        out.trim_end(),
+        "valid: 14 clusters, 6 placements, 7 customizations, 25 workload objects; 200 objects rendered"
+    );
     let v = json_of(&run_ok(&args(&[&"validate", &"--source", &fixtures(), &"-o", &"json"])));
     assert_eq!(
         v,
@@ -403,7 +594,10 @@ fn validate_writes_nothing_and_fails_with_file_and_line() {
     let located = stderr.strip_prefix("error: ").unwrap();
     let (path, rest) = located.split_once(':').unwrap();
     assert!(path.starts_with(".github/") || path.starts_with("drafts/"), "{stderr}");
-    assert!(rest.split(':').next().unwrap().parse::<u32>().is_ok(), "a line number after the path: {stderr}");
+    assert!(
+        rest.split(':').next().unwrap().parse::<u32>().is_ok(),
+        "a line number after the path: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -412,7 +606,10 @@ fn help_of_each_command_shows_examples() {
     for cmd in ["render", "plan", "explain", "validate"] {
         let out = run_ok(&[cmd, "--help"]);
         assert!(out.contains("Examples:"), "{cmd} --help:\n{out}");
-        assert!(out.contains(&format!("starmap {cmd} --source")), "{cmd} --help shows a full command:\n{out}");
+        assert!(
+            out.contains(&format!("starmap {cmd} --source")),
+            "{cmd} --help shows a full command:\n{out}"
+        );
         assert!(out.contains("--source"), "{out}");
     }
     let out = run_ok(&["--help"]);
@@ -438,7 +635,15 @@ fn render_json_output() {
     let tmp = tempfile::tempdir().unwrap();
     let deploy = tmp.path().join("deploy");
     let render = |extra: &[&str]| {
-        let mut a = args(&[&"render", &"--source", &fixtures(), &"--deploy", &deploy, &"-o", &"json"]);
+        let mut a = args(&[
+            &"render",
+            &"--source",
+            &fixtures(),
+            &"--deploy",
+            &deploy,
+            &"-o",
+            &"json",
+        ]);
         a.extend(extra.iter().map(OsString::from));
         json_of(&run_ok(&a))
     };
@@ -456,7 +661,9 @@ fn render_json_output() {
     assert_eq!(objects, 200);
     assert!(clusters.iter().all(|c| c["change"] == "added"));
     let store = clusters.iter().find(|c| c["cluster"] == "store-0042").unwrap();
-    assert!(store["objects"].as_array().unwrap().contains(&json!({"change": "added", "object": "ConfigMap/pos/pos-config", "file": "pos/configmap_pos-config.yaml"})));
+    assert!(store["objects"].as_array().unwrap().contains(
+        &json!({"change": "added", "object": "ConfigMap/pos/pos-config", "file": "pos/configmap_pos-config.yaml"})
+    ));
 
     // Again: no commit, every cluster reused.
     let v = render(&[]);
@@ -478,18 +685,52 @@ fn render_dry_run_writes_nothing() {
     copy_dir(&data("render/plan/v2"), &src);
     let before = snapshot(&deploy);
 
-    let out = run_ok(&args(&[&"render", &"--source", &src, &"--deploy", &deploy, &"--dry-run"]));
-    assert!(out.contains("dry run: would commit 3 clusters to change: 4 objects added, 1 changed, 4 removed"), "{out}");
-    let v = json_of(&run_ok(&args(&[&"render", &"--source", &src, &"--deploy", &deploy, &"--dry-run", &"-o", &"json"])));
+    let out = run_ok(&args(&[
+        &"render",
+        &"--source",
+        &src,
+        &"--deploy",
+        &deploy,
+        &"--dry-run",
+    ]));
+    assert!(
+        out.contains("dry run: would commit 3 clusters to change: 4 objects added, 1 changed, 4 removed"),
+        "{out}"
+    );
+    let v = json_of(&run_ok(&args(&[
+        &"render",
+        &"--source",
+        &src,
+        &"--deploy",
+        &deploy,
+        &"--dry-run",
+        &"-o",
+        &"json",
+    ])));
     assert_eq!(v["dryRun"], json!(true));
     assert_eq!(v["commit"], Value::Null);
     assert_eq!(v["changes"]["clusters"].as_array().unwrap().len(), 3);
     assert_eq!(snapshot(&deploy), before, "dry run changed the deploy repo");
     // No loose objects were stored either.
-    let objects = Command::new("git").args(["count-objects", "-v"]).current_dir(&deploy).output().unwrap();
+    let objects = Command::new("git")
+        .args(["count-objects", "-v"])
+        .current_dir(&deploy)
+        .output()
+        .unwrap();
     let before_objects = text(&objects.stdout);
-    run_ok(&args(&[&"render", &"--source", &src, &"--deploy", &deploy, &"--dry-run"]));
-    let objects = Command::new("git").args(["count-objects", "-v"]).current_dir(&deploy).output().unwrap();
+    run_ok(&args(&[
+        &"render",
+        &"--source",
+        &src,
+        &"--deploy",
+        &deploy,
+        &"--dry-run",
+    ]));
+    let objects = Command::new("git")
+        .args(["count-objects", "-v"])
+        .current_dir(&deploy)
+        .output()
+        .unwrap();
     assert_eq!(text(&objects.stdout), before_objects);
 }
 
@@ -499,9 +740,21 @@ fn render_dry_run_into_a_new_deploy_path_creates_nothing() {
     // dry run reports what it would commit (like `plan`), and creates nothing.
     let tmp = tempfile::tempdir().unwrap();
     let deploy = tmp.path().join("deploy");
-    let out = run(&args(&[&"render", &"--source", &fixtures(), &"--deploy", &deploy, &"--dry-run"]));
+    let out = run(&args(&[
+        &"render",
+        &"--source",
+        &fixtures(),
+        &"--deploy",
+        &deploy,
+        &"--dry-run",
+    ]));
     assert!(!deploy.exists(), "dry run created {}", deploy.display());
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&["render", "--dry-run", "<new path>"], &out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        describe(&["render", "--dry-run", "<new path>"], &out)
+    );
     assert!(text(&out.stdout).contains("would commit"), "{}", text(&out.stdout));
 }
 

@@ -26,11 +26,17 @@ fn source_url_at_tag_reads_the_tag_not_the_branch_head() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files = tree_files(&deploy, "main");
-    assert!(files.contains_key("clusters/store-0042/pos/deployment.apps_pos-backend.yaml"), "the tag has the pos placement");
+    assert!(
+        files.contains_key("clusters/store-0042/pos/deployment.apps_pos-backend.yaml"),
+        "the tag has the pos placement"
+    );
     let log = git(&deploy, &["log", "-1", "--format=%B"]);
     assert!(log.contains(&format!("Starmap-Source: {url}@v1")), "{log}");
     assert!(log.contains(&format!("Starmap-Source-Commit: {tagged}")), "{log}");
-    assert!(tmp.path().join("cache/sources").read_dir().unwrap().count() == 1, "cloned into the cache");
+    assert!(
+        tmp.path().join("cache/sources").read_dir().unwrap().count() == 1,
+        "cloned into the cache"
+    );
 
     // The branch head (default branch of the remote) no longer places pos.
     let out = starmap()
@@ -41,7 +47,10 @@ fn source_url_at_tag_reads_the_tag_not_the_branch_head() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files = tree_files(&deploy, "main");
-    assert!(!files.contains_key("clusters/store-0042/pos/deployment.apps_pos-backend.yaml"), "pruned at the branch head");
+    assert!(
+        !files.contains_key("clusters/store-0042/pos/deployment.apps_pos-backend.yaml"),
+        "pruned at the branch head"
+    );
 }
 
 #[test]
@@ -65,7 +74,11 @@ fn inventory_from_a_git_url_is_merged_with_the_source() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let clusters: std::collections::BTreeSet<String> = tree_files(&deploy, "main")
         .keys()
-        .filter_map(|p| p.strip_prefix("clusters/").and_then(|r| r.split('/').next()).map(String::from))
+        .filter_map(|p| {
+            p.strip_prefix("clusters/")
+                .and_then(|r| r.split('/').next())
+                .map(String::from)
+        })
         .collect();
     assert_eq!(clusters.len(), 14, "{clusters:?}");
 }
@@ -83,5 +96,8 @@ fn unknown_ref_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: ") && stderr.contains("no-such-tag"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("no-such-tag"),
+        "{stderr}"
+    );
 }

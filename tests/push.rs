@@ -29,7 +29,11 @@ fn remote_with_other_writer(tmp: &Path) -> (String, std::path::PathBuf) {
 /// first time it runs.
 fn second_writer_hook(other: &Path, once: bool) -> String {
     let marker = other.join(".pushed-once");
-    let guard = if once { format!("[ -e {m} ] && exit 0; touch {m};", m = marker.display()) } else { String::new() };
+    let guard = if once {
+        format!("[ -e {m} ] && exit 0; touch {m};", m = marker.display())
+    } else {
+        String::new()
+    };
     format!(
         "{guard} cd {dir} && date +%s%N >> docs/log.txt && git add docs/log.txt && \
          GIT_AUTHOR_NAME=other GIT_AUTHOR_EMAIL=other@example.invalid GIT_COMMITTER_NAME=other GIT_COMMITTER_EMAIL=other@example.invalid git commit -q -m 'other writer' && git push -q origin main",
@@ -51,13 +55,26 @@ fn push_conflict_keeps_both_writers_changes() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "render --push failed: {stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pushed main"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pushed main"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let remote = tmp.path().join("deploy.git");
     let files = tree_files(&remote, "main");
-    assert!(files.contains_key("docs/runbook.md"), "the first commit of the other writer is kept");
-    assert!(files.contains_key("docs/log.txt"), "the commit the other writer pushed in between is kept");
-    assert!(files.contains_key("clusters/store-0042/kustomization.yaml"), "our render is there");
+    assert!(
+        files.contains_key("docs/runbook.md"),
+        "the first commit of the other writer is kept"
+    );
+    assert!(
+        files.contains_key("docs/log.txt"),
+        "the commit the other writer pushed in between is kept"
+    );
+    assert!(
+        files.contains_key("clusters/store-0042/kustomization.yaml"),
+        "our render is there"
+    );
     // runbook, the other writer's commit in between, then ours on top of it.
     assert_eq!(commit_count(&remote, "main"), 3);
     let log = git(&remote, &["log", "--format=%an %s", "main"]);
@@ -82,7 +99,10 @@ fn push_gives_up_after_bounded_retries_and_loses_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: push to") && stderr.contains("rejected"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: push to") && stderr.contains("rejected"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     // Every push of the other writer landed; none of ours did.
     let files = tree_files(&remote, "main");

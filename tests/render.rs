@@ -62,7 +62,9 @@ fn run_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     assert!(
         out.status.success(),
         "starmap {:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
-        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         out.status.code(),
         text(&out.stdout),
         text(&out.stderr)
@@ -72,7 +74,13 @@ fn run_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
 
 /// `starmap render --source SRC --deploy DEPLOY EXTRA...`, which must succeed.
 fn render(src: impl AsRef<OsStr>, deploy: &Path, extra: &[&str]) -> String {
-    let mut args: Vec<std::ffi::OsString> = vec!["render".into(), "--source".into(), src.as_ref().into(), "--deploy".into(), deploy.into()];
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "render".into(),
+        "--source".into(),
+        src.as_ref().into(),
+        "--deploy".into(),
+        deploy.into(),
+    ];
     args.extend(extra.iter().map(Into::into));
     run_ok(&args)
 }
@@ -100,7 +108,12 @@ fn tip(deploy: &Path) -> BTreeMap<String, String> {
 }
 
 fn file<'a>(files: &'a BTreeMap<String, String>, path: &str) -> &'a str {
-    files.get(path).unwrap_or_else(|| panic!("no {path} in the deploy repo; it has:\n{}", files.keys().cloned().collect::<Vec<_>>().join("\n")))
+    files.get(path).unwrap_or_else(|| {
+        panic!(
+            "no {path} in the deploy repo; it has:\n{}",
+            files.keys().cloned().collect::<Vec<_>>().join("\n")
+        )
+    })
 }
 
 /// `resources:` of `clusters/<cluster>/kustomization.yaml`.
@@ -139,7 +152,12 @@ fn placements_by_name(files: &BTreeMap<String, String>, cluster: &str) -> BTreeM
     index(files, cluster)
         .iter()
         .map(|o| {
-            let placements = o["placements"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+            let placements = o["placements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+                .collect();
             (o["name"].as_str().unwrap().to_string(), placements)
         })
         .collect()
@@ -152,8 +170,15 @@ fn assert_cluster_consistent(files: &BTreeMap<String, String>, cluster: &str) {
     let mut sorted = listed.clone();
     sorted.sort();
     assert_eq!(listed, sorted, "resources of {cluster} are sorted");
-    assert_eq!(listed, object_files(files, cluster), "kustomization of {cluster} lists every object file and nothing else");
-    let indexed: Vec<String> = index(files, cluster).iter().map(|o| o["file"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        listed,
+        object_files(files, cluster),
+        "kustomization of {cluster} lists every object file and nothing else"
+    );
+    let indexed: Vec<String> = index(files, cluster)
+        .iter()
+        .map(|o| o["file"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(indexed, listed, "index of {cluster} lists the same files");
 }
 
@@ -172,9 +197,27 @@ fn checkout(deploy: &Path) -> tempfile::TempDir {
     dir
 }
 
-/// `kubectl kustomize DIR`: (exit success, stdout, stderr).
+/// A program on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `kubectl kustomize DIR` (the real kubectl, /usr/bin/kubectl here), or `kustomize build
+/// DIR` where only kustomize is installed (as .ci/run arranges): (success, stdout, stderr).
 fn kubectl_kustomize(dir: &Path) -> (bool, String, String) {
-    let out = Command::new("/usr/bin/kubectl").arg("kustomize").arg(dir).output().expect("kubectl runs");
+    let kubectl = Some(PathBuf::from("/usr/bin/kubectl"))
+        .filter(|p| p.is_file())
+        .or_else(|| on_path("kubectl"));
+    let out = match kubectl {
+        Some(kubectl) => Command::new(kubectl).arg("kustomize").arg(dir).output(),
+        None => Command::new(on_path("kustomize").expect("the tests need kubectl or kustomize"))
+            .arg("build")
+            .arg(dir)
+            .output(),
+    }
+    .expect("kustomize runs");
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
@@ -209,13 +252,41 @@ fn selection_uses_every_label_selector_operator_and_cluster_names() {
 
     let expected: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
         // alpha: region=east, tier=edge, ring=canary
-        ("alpha", set(&["by-in", "by-exists", "by-matchlabels", "by-everything", "shared"])),
+        (
+            "alpha",
+            set(&["by-in", "by-exists", "by-matchlabels", "by-everything", "shared"]),
+        ),
         // bravo: region=west, tier=edge
-        ("bravo", set(&["by-notin", "by-doesnotexist", "by-matchlabels", "by-implicit-exclude", "by-or", "by-everything", "shared"])),
+        (
+            "bravo",
+            set(&[
+                "by-notin",
+                "by-doesnotexist",
+                "by-matchlabels",
+                "by-implicit-exclude",
+                "by-or",
+                "by-everything",
+                "shared",
+            ]),
+        ),
         // charlie: region=east, tier=hub, legacy=true
-        ("charlie", set(&["by-in", "by-doesnotexist", "by-implicit-label", "by-or", "by-and", "by-everything", "shared"])),
+        (
+            "charlie",
+            set(&[
+                "by-in",
+                "by-doesnotexist",
+                "by-implicit-label",
+                "by-or",
+                "by-and",
+                "by-everything",
+                "shared",
+            ]),
+        ),
         // delta: no labels (NotIn and DoesNotExist match a missing key), named by by-name and by-or
-        ("delta", set(&["by-notin", "by-doesnotexist", "by-name", "by-or", "by-everything"])),
+        (
+            "delta",
+            set(&["by-notin", "by-doesnotexist", "by-name", "by-or", "by-everything"]),
+        ),
     ]);
     for (cluster, want) in &expected {
         let got: BTreeSet<String> = placements_by_name(&files, cluster).into_keys().collect();
@@ -230,7 +301,10 @@ fn selection_uses_every_label_selector_operator_and_cluster_names() {
             }
         }
     }
-    let clusters: BTreeSet<&str> = files.keys().filter_map(|p| p.strip_prefix("clusters/")?.split('/').next()).collect();
+    let clusters: BTreeSet<&str> = files
+        .keys()
+        .filter_map(|p| p.strip_prefix("clusters/")?.split('/').next())
+        .collect();
     assert_eq!(clusters, expected.keys().copied().collect());
 }
 
@@ -242,9 +316,15 @@ fn placements_add_up_and_one_definition_placed_twice_is_written_once() {
 
     let shared = "sel/configmap_shared.yaml";
     // alpha is east (add-east) and edge (add-edge): both placements, one file, listed once.
-    assert_eq!(placements_by_name(&files, "alpha")["shared"], set(&["add-east", "add-edge"]));
+    assert_eq!(
+        placements_by_name(&files, "alpha")["shared"],
+        set(&["add-east", "add-edge"])
+    );
     assert_eq!(resources(&files, "alpha").iter().filter(|r| *r == shared).count(), 1);
-    assert_eq!(index(&files, "alpha").iter().filter(|o| o["name"] == "shared").count(), 1);
+    assert_eq!(
+        index(&files, "alpha").iter().filter(|o| o["name"] == "shared").count(),
+        1
+    );
     let content = file(&files, &format!("clusters/alpha/{shared}"));
     assert_eq!(yaml_stream(content).len(), 1, "one document:\n{content}");
     // Each placement alone elsewhere.
@@ -301,8 +381,17 @@ fn object_tests_match_paths_groups_kinds_namespaces_names_and_labels() {
 
     // The Namespace team-a matched no test at all (namespace-and-kind names its kind, but a
     // cluster-scoped object never matches `namespaces`).
-    assert!(!object_files(&files, "only").iter().any(|f| f.starts_with("_cluster/namespace_")), "{:?}", object_files(&files, "only"));
-    assert!(object_files(&files, "only").contains(&"_cluster/clusterrole.rbac.authorization.k8s.io_team-a-reader.yaml".to_string()));
+    assert!(
+        !object_files(&files, "only")
+            .iter()
+            .any(|f| f.starts_with("_cluster/namespace_")),
+        "{:?}",
+        object_files(&files, "only")
+    );
+    assert!(
+        object_files(&files, "only")
+            .contains(&"_cluster/clusterrole.rbac.authorization.k8s.io_team-a-reader.yaml".to_string())
+    );
     assert_cluster_consistent(&files, "only");
 }
 
@@ -312,7 +401,12 @@ fn object_tests_match_paths_groups_kinds_namespaces_names_and_labels() {
 
 fn container_args(files: &BTreeMap<String, String>, cluster: &str) -> Vec<String> {
     let d = yaml(file(files, &format!("clusters/{cluster}/app/deployment.apps_web.yaml")));
-    d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -323,13 +417,28 @@ fn customizations_apply_by_order_then_name_and_everywhere_without_cluster_select
 
     // Lower order first (zz-lowest at -5 before mm-default at 0), ties by name (aa before bb);
     // customizations without clusterSelectors/clusters apply on both clusters.
-    assert_eq!(container_args(&files, "east-1"), ["start", "zz-lowest", "mm-default", "aa-tie", "bb-tie", "east-only"]);
-    assert_eq!(container_args(&files, "west-1"), ["start", "zz-lowest", "mm-default", "aa-tie", "bb-tie", "named-west"]);
+    assert_eq!(
+        container_args(&files, "east-1"),
+        ["start", "zz-lowest", "mm-default", "aa-tie", "bb-tie", "east-only"]
+    );
+    assert_eq!(
+        container_args(&files, "west-1"),
+        ["start", "zz-lowest", "mm-default", "aa-tie", "bb-tie", "named-west"]
+    );
 
     // The index records them in the order applied.
-    let web = index(&files, "east-1").into_iter().find(|o| o["name"] == "web").unwrap();
-    assert_eq!(web["customizations"], json!(["zz-lowest", "mm-default", "aa-tie", "bb-tie", "east-only"]));
-    insta::assert_snapshot!("customizations__east-1__web", file(&files, "clusters/east-1/app/deployment.apps_web.yaml"));
+    let web = index(&files, "east-1")
+        .into_iter()
+        .find(|o| o["name"] == "web")
+        .unwrap();
+    assert_eq!(
+        web["customizations"],
+        json!(["zz-lowest", "mm-default", "aa-tie", "bb-tie", "east-only"])
+    );
+    insta::assert_snapshot!(
+        "customizations__east-1__web",
+        file(&files, "clusters/east-1/app/deployment.apps_web.yaml")
+    );
 }
 
 #[test]
@@ -340,18 +449,43 @@ fn later_customizations_overwrite_earlier_ones_and_patches_run_before_merge() {
     for cluster in ["east-1", "west-1"] {
         let cm = yaml(file(&files, &format!("clusters/{cluster}/app/configmap_settings.yaml")));
         let data = &cm["data"];
-        assert_eq!(data["LEVEL"], "high", "level-high (order 2) overwrites level-low (order 1)");
+        assert_eq!(
+            data["LEVEL"], "high",
+            "level-high (order 2) overwrites level-low (order 1)"
+        );
         assert_eq!(data["ONLY_LOW"], "kept", "keys only the earlier one set stay");
-        assert_eq!(data["FOOTER"], "from-footer-b", "same order: footer-b is applied after footer-a");
-        assert!(data.get("DROP_ME").is_none(), "a null in a merge patch removes the key: {data}");
-        assert_eq!(data["STEP"], "from-merge", "patches run first, then the merge of the same customization");
+        assert_eq!(
+            data["FOOTER"], "from-footer-b",
+            "same order: footer-b is applied after footer-a"
+        );
+        assert!(
+            data.get("DROP_ME").is_none(),
+            "a null in a merge patch removes the key: {data}"
+        );
+        assert_eq!(
+            data["STEP"], "from-merge",
+            "patches run first, then the merge of the same customization"
+        );
         assert_eq!(data["PATCH_ONLY"], "yes");
         let order: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(order, ["LEVEL", "FOOTER", "ONLY_LOW", "STEP", "PATCH_ONLY"], "source keys first, added keys after");
+        assert_eq!(
+            order,
+            ["LEVEL", "FOOTER", "ONLY_LOW", "STEP", "PATCH_ONLY"],
+            "source keys first, added keys after"
+        );
     }
-    let settings = index(&files, "west-1").into_iter().find(|o| o["name"] == "settings").unwrap();
-    assert_eq!(settings["customizations"], json!(["level-low", "level-high", "footer-a", "footer-b", "patch-then-merge"]));
-    insta::assert_snapshot!("customizations__east-1__settings", file(&files, "clusters/east-1/app/configmap_settings.yaml"));
+    let settings = index(&files, "west-1")
+        .into_iter()
+        .find(|o| o["name"] == "settings")
+        .unwrap();
+    assert_eq!(
+        settings["customizations"],
+        json!(["level-low", "level-high", "footer-a", "footer-b", "patch-then-merge"])
+    );
+    insta::assert_snapshot!(
+        "customizations__east-1__settings",
+        file(&files, "clusters/east-1/app/configmap_settings.yaml")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,26 +516,77 @@ fn templates_keep_types_and_leave_other_strings_alone() {
             "untouched": "${VAR} $(date) {not: a template}",
         })
     );
-    assert_eq!(widget["metadata"]["annotations"], json!({"example.com/kept": "yes"}), "the template annotation is removed, others stay");
+    assert_eq!(
+        widget["metadata"]["annotations"],
+        json!({"example.com/kept": "yes"}),
+        "the template annotation is removed, others stay"
+    );
 
     for (cluster, replicas, zone, store) in [("zone-a", 3, "east-1a", "0042"), ("no-zone", 1, "none", "0107")] {
-        let d = yaml(file(&files, &format!("clusters/{cluster}/tpl/deployment.apps_templated.yaml")));
-        assert_eq!(d["spec"]["replicas"], json!(replicas), "{cluster}: a single expression renders a number");
+        let d = yaml(file(
+            &files,
+            &format!("clusters/{cluster}/tpl/deployment.apps_templated.yaml"),
+        ));
+        assert_eq!(
+            d["spec"]["replicas"],
+            json!(replicas),
+            "{cluster}: a single expression renders a number"
+        );
         let annotations = &d["metadata"]["annotations"];
-        assert!(annotations.get("starmap.dev/template").is_none(), "{cluster}: template annotation removed: {annotations}");
-        assert_eq!(annotations["example.com/zone"], zone, "{cluster}: cluster.labels[\"topology.kubernetes.io/zone\"]");
-        assert_eq!(annotations["example.com/self"], format!("Deployment tpl/templated (apps/v1) on {cluster}"), "object.* and cluster.name");
-        assert_eq!(d["metadata"]["labels"]["example.com/store-id"], store, "a string property stays a string");
+        assert!(
+            annotations.get("starmap.dev/template").is_none(),
+            "{cluster}: template annotation removed: {annotations}"
+        );
+        assert_eq!(
+            annotations["example.com/zone"], zone,
+            "{cluster}: cluster.labels[\"topology.kubernetes.io/zone\"]"
+        );
+        assert_eq!(
+            annotations["example.com/self"],
+            format!("Deployment tpl/templated (apps/v1) on {cluster}"),
+            "object.* and cluster.name"
+        );
+        assert_eq!(
+            d["metadata"]["labels"]["example.com/store-id"], store,
+            "a string property stays a string"
+        );
         let c = &d["spec"]["template"]["spec"]["containers"][0];
-        assert!(c["resources"].is_object(), "{cluster}: a map property renders a map: {}", c["resources"]);
-        let env: BTreeMap<&str, &Value> = c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), &e["value"])).collect();
-        assert_eq!(env["REPLICAS_TEXT"], &json!(format!("{replicas} replicas")), "mixed text renders a string");
-        assert_eq!(env["REPLICAS_STRING"], &json!(replicas.to_string()), "| string gives a string");
+        assert!(
+            c["resources"].is_object(),
+            "{cluster}: a map property renders a map: {}",
+            c["resources"]
+        );
+        let env: BTreeMap<&str, &Value> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), &e["value"]))
+            .collect();
+        assert_eq!(
+            env["REPLICAS_TEXT"],
+            &json!(format!("{replicas} replicas")),
+            "mixed text renders a string"
+        );
+        assert_eq!(
+            env["REPLICAS_STRING"],
+            &json!(replicas.to_string()),
+            "| string gives a string"
+        );
         assert_eq!(env["STORE_ID"], &json!(store));
-        assert_eq!(env["FLUX_SUBST"], &json!("${cluster_env:=prod}"), "Flux substitution untouched");
+        assert_eq!(
+            env["FLUX_SUBST"],
+            &json!("${cluster_env:=prod}"),
+            "Flux substitution untouched"
+        );
         assert_eq!(env["POD_IP_REF"], &json!("$(POD_IP)"), "Kubernetes' $(VAR) untouched");
-        assert_eq!(c["command"][2], json!("echo \"${GREETING} from $(hostname) at $(date +%s)\"; awk \"{ print $1 }\" /etc/hosts"));
-        assert_eq!(c["args"], json!(["--store=${STORE_ID}", format!("--replicas={replicas}")]));
+        assert_eq!(
+            c["command"][2],
+            json!("echo \"${GREETING} from $(hostname) at $(date +%s)\"; awk \"{ print $1 }\" /etc/hosts")
+        );
+        assert_eq!(
+            c["args"],
+            json!(["--store=${STORE_ID}", format!("--replicas={replicas}")])
+        );
     }
     let no_zone_widget = yaml(file(&files, "clusters/no-zone/tpl/widget.example.com_types.yaml"));
     assert_eq!(no_zone_widget["spec"]["boolean"], json!(false));
@@ -409,18 +594,34 @@ fn templates_keep_types_and_leave_other_strings_alone() {
 
     // Objects without the annotation are not templates; "false" is not one either.
     let plain = yaml(file(&files, "clusters/zone-a/tpl/deployment.apps_plain.yaml"));
-    assert_eq!(plain["metadata"]["annotations"]["example.com/literal"], "{{ cluster.name }}");
+    assert_eq!(
+        plain["metadata"]["annotations"]["example.com/literal"],
+        "{{ cluster.name }}"
+    );
     // ...but customization values are: typed patches, templated merge strings.
     assert_eq!(plain["spec"]["replicas"], json!(3));
     assert_eq!(plain["metadata"]["labels"]["region"], "east");
     assert_eq!(plain["metadata"]["annotations"]["example.com/store"], "store 0042");
-    assert_eq!(plain["metadata"]["annotations"]["example.com/hosts"], "a.example.com,b.example.com");
+    assert_eq!(
+        plain["metadata"]["annotations"]["example.com/hosts"],
+        "a.example.com,b.example.com"
+    );
     let cm = yaml(file(&files, "clusters/zone-a/tpl/configmap_not-a-template.yaml"));
     assert_eq!(cm["data"]["jinja"], "{{ not.expanded }}");
-    assert!(cm["metadata"].get("annotations").is_none(), "starmap.dev/template: \"false\" is dropped too: {}", cm["metadata"]);
+    assert!(
+        cm["metadata"].get("annotations").is_none(),
+        "starmap.dev/template: \"false\" is dropped too: {}",
+        cm["metadata"]
+    );
 
-    insta::assert_snapshot!("templates__zone-a__templated", file(&files, "clusters/zone-a/tpl/deployment.apps_templated.yaml"));
-    insta::assert_snapshot!("templates__zone-a__widget", file(&files, "clusters/zone-a/tpl/widget.example.com_types.yaml"));
+    insta::assert_snapshot!(
+        "templates__zone-a__templated",
+        file(&files, "clusters/zone-a/tpl/deployment.apps_templated.yaml")
+    );
+    insta::assert_snapshot!(
+        "templates__zone-a__widget",
+        file(&files, "clusters/zone-a/tpl/widget.example.com_types.yaml")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -437,19 +638,37 @@ fn normalization_drops_server_fields_and_keeps_source_key_order() {
     let svc = yaml(svc_text);
     assert!(svc.get("status").is_none());
     let meta = svc["metadata"].as_object().unwrap();
-    for gone in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"] {
+    for gone in [
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+        "selfLink",
+    ] {
         assert!(!meta.contains_key(gone), "metadata.{gone} is dropped:\n{svc_text}");
     }
-    assert_eq!(svc["metadata"]["annotations"], json!({"example.com/owner": "team-web"}), "only last-applied is dropped");
+    assert_eq!(
+        svc["metadata"]["annotations"],
+        json!({"example.com/owner": "team-web"}),
+        "only last-applied is dropped"
+    );
     // Source order, at every level.
     let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&svc), ["kind", "apiVersion", "spec", "metadata"]);
     assert_eq!(keys(&svc["metadata"]), ["annotations", "labels", "name", "namespace"]);
     assert_eq!(keys(&svc["metadata"]["labels"]), ["zeta", "app"]);
-    assert_eq!(keys(&svc["spec"]["ports"][0]), ["port", "targetPort", "protocol", "name"]);
+    assert_eq!(
+        keys(&svc["spec"]["ports"][0]),
+        ["port", "targetPort", "protocol", "name"]
+    );
 
     let cm = yaml(file(&files, "clusters/live/shop/configmap_exported.yaml"));
-    assert_eq!(keys(&cm["metadata"]), ["name", "namespace"], "an annotations map left empty is removed");
+    assert_eq!(
+        keys(&cm["metadata"]),
+        ["name", "namespace"],
+        "an annotations map left empty is removed"
+    );
     assert_eq!(keys(&cm["data"]), ["zeta", "alpha", "mid"]);
 
     insta::assert_snapshot!("normalize__service", svc_text);
@@ -487,10 +706,26 @@ fn strings_that_look_like_other_types_stay_strings_for_kubectl() {
     assert_eq!(got.len(), expected.len());
 
     // A few explicitly, in case kubectl and the source disagreed with the contract.
-    for (k, v) in [("V_YES", "yes"), ("V_ON", "on"), ("OCTAL", "0777"), ("EXP", "1e3"), ("SEXAGESIMAL", "12:30"), ("TILDE", "~"), ("EMPTY", ""), ("NULL_WORD", "null")] {
+    for (k, v) in [
+        ("V_YES", "yes"),
+        ("V_ON", "on"),
+        ("OCTAL", "0777"),
+        ("EXP", "1e3"),
+        ("SEXAGESIMAL", "12:30"),
+        ("TILDE", "~"),
+        ("EMPTY", ""),
+        ("NULL_WORD", "null"),
+    ] {
         assert_eq!(got[k], json!(v), "data.{k}");
     }
-    assert!(got["script.sh"].as_str().unwrap().starts_with("#!/bin/sh\nset -eu\n# a comment inside the script\n"), "{}", got["script.sh"]);
+    assert!(
+        got["script.sh"]
+            .as_str()
+            .unwrap()
+            .starts_with("#!/bin/sh\nset -eu\n# a comment inside the script\n"),
+        "{}",
+        got["script.sh"]
+    );
     assert_eq!(got["script.sh"], expected["script.sh"]);
     assert_eq!(got["crlf"], json!("a\r\nb"));
 
@@ -510,7 +745,10 @@ fn strings_that_look_like_other_types_stay_strings_for_kubectl() {
     let raw_cron = file(&files, "clusters/strings/app/cronjob.batch_mode.yaml");
     assert!(raw_cron.contains("defaultMode: 420"), "{raw_cron}");
 
-    insta::assert_snapshot!("yaml-safety__tricky", file(&files, "clusters/strings/app/configmap_tricky.yaml"));
+    insta::assert_snapshot!(
+        "yaml-safety__tricky",
+        file(&files, "clusters/strings/app/configmap_tricky.yaml")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -542,9 +780,16 @@ fn pruning_removes_what_is_no_longer_placed_and_keeps_what_others_committed() {
     assert!(!after.contains_key("clusters/p-two/goes/configmap_narrowed.yaml"));
     assert!(!after.keys().any(|p| p.starts_with("clusters/p-two/goes/")));
     assert_eq!(resources(&after, "p-two"), ["stays/configmap_keep.yaml"]);
-    assert_eq!(resources(&after, "p-one"), ["goes/configmap_narrowed.yaml", "stays/configmap_keep.yaml"]);
+    assert_eq!(
+        resources(&after, "p-one"),
+        ["goes/configmap_narrowed.yaml", "stays/configmap_keep.yaml"]
+    );
     // A cluster removed from the inventory loses its directory and its index.
-    assert!(!after.keys().any(|p| p.starts_with("clusters/p-three/")), "{:?}", after.keys().collect::<Vec<_>>());
+    assert!(
+        !after.keys().any(|p| p.starts_with("clusters/p-three/")),
+        "{:?}",
+        after.keys().collect::<Vec<_>>()
+    );
     assert!(!after.contains_key(".starmap/clusters/p-three.yaml"));
     assert!(!file(&after, ".starmap/digests.yaml").contains("p-three"));
     // Files outside owned paths are kept, byte for byte.
@@ -554,9 +799,63 @@ fn pruning_removes_what_is_no_longer_placed_and_keeps_what_others_committed() {
         assert_cluster_consistent(&after, c);
     }
     // The work tree of the (non-bare) deploy repo shows the new commit.
-    let work_tree: BTreeMap<String, String> = snapshot(&w.deploy).files.into_iter().map(|(k, v)| (k, text(&v))).collect();
+    let work_tree: BTreeMap<String, String> = snapshot(&w.deploy)
+        .files
+        .into_iter()
+        .map(|(k, v)| (k, text(&v)))
+        .collect();
     assert_eq!(work_tree, after, "work tree equals the branch tip");
     assert_eq!(commit_count(&w.deploy, "refs/heads/main"), 3);
+}
+
+#[test]
+fn hand_edits_inside_a_cluster_directory_are_replaced_on_the_next_render() {
+    let w = Work::new("pruning/v1");
+    render(&w.src, &w.deploy, &[]);
+    let rendered = tip(&w.deploy);
+    // Someone edits a rendered file and adds one, by hand.
+    std::fs::write(
+        w.deploy.join("clusters/p-one/stays/configmap_keep.yaml"),
+        "hand: edited\n",
+    )
+    .unwrap();
+    std::fs::write(
+        w.deploy.join("clusters/p-one/stays/extra.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n",
+    )
+    .unwrap();
+    git_in(&w.deploy, &["add", "-A"]);
+    git_in(&w.deploy, &["commit", "-q", "-m", "hand edits"]);
+
+    // The source did not change, yet the owned paths are put back as starmap renders them.
+    let out = render(&w.src, &w.deploy, &[]);
+    assert!(!out.contains("no changes"), "{out}");
+    assert_eq!(tip(&w.deploy), rendered);
+    assert_eq!(commit_count(&w.deploy, "refs/heads/main"), 3);
+}
+
+#[test]
+fn a_hand_edited_object_index_is_replaced_on_the_next_render() {
+    // `.starmap/` is owned too, and the index is what status collection reads to know what
+    // to look for on each cluster: a stale or edited index must not survive a render.
+    let w = Work::new("pruning/v1");
+    render(&w.src, &w.deploy, &[]);
+    let rendered = tip(&w.deploy);
+    std::fs::write(
+        w.deploy.join(".starmap/clusters/p-two.yaml"),
+        "cluster: p-two\nobjects: []\n",
+    )
+    .unwrap();
+    git_in(&w.deploy, &["commit", "-q", "-am", "hand-edited index"]);
+
+    let out = render(&w.src, &w.deploy, &[]);
+    let index_now = tip(&w.deploy)[".starmap/clusters/p-two.yaml"].clone();
+    assert_eq!(
+        index_now,
+        rendered[".starmap/clusters/p-two.yaml"],
+        "the index of p-two was left as edited by hand (render said: {})",
+        out.trim()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -587,7 +886,11 @@ fn a_new_source_commit_that_changes_nothing_makes_no_commit() {
 
     // Docs, a text file and a YAML file holding only comments.
     w.overlay("one-cluster/unrelated-change");
-    std::fs::write(w.src.join("docs/comments-only.yaml"), "# nothing but a comment\n---\n# and another\n").unwrap();
+    std::fs::write(
+        w.src.join("docs/comments-only.yaml"),
+        "# nothing but a comment\n---\n# and another\n",
+    )
+    .unwrap();
     git(&w.src, &["add", "-A"]);
     git(&w.src, &["commit", "-q", "-m", "docs"]);
     let before = snapshot(&w.deploy);
@@ -616,11 +919,17 @@ fn changing_one_clusters_property_touches_only_that_cluster() {
     let changed: Vec<&str> = changed.lines().collect();
     for path in &changed {
         assert!(
-            path.starts_with("clusters/beta/") || *path == ".starmap/clusters/beta.yaml" || path.starts_with(".starmap/") && !path.starts_with(".starmap/clusters/") || *path == "README.md",
+            path.starts_with("clusters/beta/")
+                || *path == ".starmap/clusters/beta.yaml"
+                || path.starts_with(".starmap/") && !path.starts_with(".starmap/clusters/")
+                || *path == "README.md",
             "{path} changed although only beta's properties changed; all changes: {changed:?}"
         );
     }
-    assert!(changed.contains(&"clusters/beta/web/deployment.apps_web.yaml"), "{changed:?}");
+    assert!(
+        changed.contains(&"clusters/beta/web/deployment.apps_web.yaml"),
+        "{changed:?}"
+    );
     assert!(!changed.contains(&"clusters/beta/web/service_web.yaml"), "{changed:?}");
     for other in ["alpha", "gamma"] {
         assert_eq!(
@@ -677,7 +986,11 @@ fn trailers(repo: &Path, message: &str) -> Vec<(String, String)> {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(message.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    text(&out.stdout).lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -687,7 +1000,10 @@ fn the_commit_message_lists_counts_and_ends_with_source_trailers() {
     render(&w.src, &w.deploy, &[]);
     let message = git_in(&w.deploy, &["log", "-1", "--format=%B", "main"]);
     let lines: Vec<&str> = message.lines().collect();
-    assert_eq!(lines[0], "starmap: 3 clusters changed: 6 objects added, 0 changed, 0 removed", "{message}");
+    assert_eq!(
+        lines[0], "starmap: 3 clusters changed: 6 objects added, 0 changed, 0 removed",
+        "{message}"
+    );
     assert!(message.contains("Clusters added: alpha, beta, gamma"), "{message}");
     for c in ["alpha", "beta", "gamma"] {
         assert!(lines.contains(&format!("  {c}: +2 ~0 -0").as_str()), "{message}");
@@ -695,7 +1011,10 @@ fn the_commit_message_lists_counts_and_ends_with_source_trailers() {
     let source = w.src.display().to_string();
     assert_eq!(
         trailers(&w.deploy, &message),
-        [("Starmap-Source".to_string(), source.clone()), ("Starmap-Source-Commit".to_string(), head.clone())],
+        [
+            ("Starmap-Source".to_string(), source.clone()),
+            ("Starmap-Source-Commit".to_string(), head.clone())
+        ],
         "git reads these trailers:\n{message}"
     );
     assert_eq!(lines.last(), Some(&format!("Starmap-Source-Commit: {head}").as_str()));
@@ -712,9 +1031,15 @@ fn the_commit_message_lists_counts_and_ends_with_source_trailers() {
     let head2 = git(&w.src, &["rev-parse", "HEAD"]);
     render(&w.src, &w.deploy, &[]);
     let message = git_in(&w.deploy, &["log", "-1", "--format=%B", "main"]);
-    assert!(message.starts_with("starmap: 1 cluster changed: 0 objects added, 1 changed, 0 removed\n"), "{message}");
+    assert!(
+        message.starts_with("starmap: 1 cluster changed: 0 objects added, 1 changed, 0 removed\n"),
+        "{message}"
+    );
     assert!(message.contains("\n  beta: +0 ~1 -0\n"), "{message}");
-    assert!(message.trim_end().ends_with(&format!("Starmap-Source-Commit: {head2}")), "{message}");
+    assert!(
+        message.trim_end().ends_with(&format!("Starmap-Source-Commit: {head2}")),
+        "{message}"
+    );
 }
 
 #[test]
@@ -722,8 +1047,16 @@ fn a_plain_directory_source_has_no_source_commit_trailer() {
     let w = Work::new("one-cluster/v1");
     render(&w.src, &w.deploy, &[]);
     let message = git_in(&w.deploy, &["log", "-1", "--format=%B", "main"]);
-    assert_eq!(trailers(&w.deploy, &message), [("Starmap-Source".to_string(), w.src.display().to_string())], "{message}");
-    assert!(yaml(file(&tip(&w.deploy), ".starmap/render.yaml")).get("sourceCommit").is_none());
+    assert_eq!(
+        trailers(&w.deploy, &message),
+        [("Starmap-Source".to_string(), w.src.display().to_string())],
+        "{message}"
+    );
+    assert!(
+        yaml(file(&tip(&w.deploy), ".starmap/render.yaml"))
+            .get("sourceCommit")
+            .is_none()
+    );
 }
 
 #[test]
@@ -744,8 +1077,14 @@ fn branch_flag_writes_that_branch() {
     render(&w.src, &w.deploy, &["--branch", "staging"]);
     assert_eq!(snapshot(&w.deploy).files, work_before);
     let staging = tree_files(&w.deploy, "refs/heads/staging");
-    assert_eq!(yaml(&staging["clusters/beta/web/deployment.apps_web.yaml"])["spec"]["replicas"], json!(5));
-    assert_eq!(yaml(&release["clusters/beta/web/deployment.apps_web.yaml"])["spec"]["replicas"], json!(2));
+    assert_eq!(
+        yaml(&staging["clusters/beta/web/deployment.apps_web.yaml"])["spec"]["replicas"],
+        json!(5)
+    );
+    assert_eq!(
+        yaml(&release["clusters/beta/web/deployment.apps_web.yaml"])["spec"]["replicas"],
+        json!(2)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -754,12 +1093,19 @@ fn branch_flag_writes_that_branch() {
 
 fn version_on(deploy: &Path) -> String {
     let files = tip(deploy);
-    yaml(file(&files, "clusters/git-cluster/default/configmap_version.yaml"))["data"]["version"].as_str().unwrap().to_string()
+    yaml(file(&files, "clusters/git-cluster/default/configmap_version.yaml"))["data"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn source_commit(deploy: &Path) -> String {
     let message = git(deploy, &["log", "-1", "--format=%B", "main"]);
-    trailers(deploy, &message).into_iter().find(|(k, _)| k == "Starmap-Source-Commit").map(|(_, v)| v).unwrap_or_default()
+    trailers(deploy, &message)
+        .into_iter()
+        .find(|(k, _)| k == "Starmap-Source-Commit")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 /// A source repo: v1 tagged (annotated) `v1`, then v2 on main; `feature` branches from v1;
@@ -789,7 +1135,11 @@ fn source_at_a_tag_reads_the_tags_tree_not_the_work_tree() {
     let deploy = w.path("deploy-tag");
     render(format!("{}@v1", repo.display()), &deploy, &[]);
     assert_eq!(version_on(&deploy), "v1");
-    assert_eq!(source_commit(&deploy), v1, "the tag's commit (the annotated tag peeled)");
+    assert_eq!(
+        source_commit(&deploy),
+        v1,
+        "the tag's commit (the annotated tag peeled)"
+    );
 }
 
 #[test]
@@ -820,7 +1170,10 @@ fn source_as_a_bare_repository() {
     let w = Work::new("git-source/v1");
     let (repo, _, v2, _) = source_repo(&w);
     let bare = w.path("source.git");
-    git(w.tmp.path(), &["clone", "-q", "--bare", repo.to_str().unwrap(), bare.to_str().unwrap()]);
+    git(
+        w.tmp.path(),
+        &["clone", "-q", "--bare", repo.to_str().unwrap(), bare.to_str().unwrap()],
+    );
     let deploy = w.path("deploy-bare");
     render(&bare, &deploy, &[]);
     assert_eq!(version_on(&deploy), "v2", "HEAD of the bare repo (main)");
@@ -831,7 +1184,10 @@ fn source_as_a_bare_repository() {
 }
 
 fn cluster_dirs(deploy: &Path) -> BTreeSet<String> {
-    tip(deploy).keys().filter_map(|p| p.strip_prefix("clusters/")?.split('/').next().map(String::from)).collect()
+    tip(deploy)
+        .keys()
+        .filter_map(|p| p.strip_prefix("clusters/")?.split('/').next().map(String::from))
+        .collect()
 }
 
 #[test]
@@ -842,7 +1198,11 @@ fn inventory_from_a_file_a_directory_and_a_git_repo_merges_with_the_source() {
 
     // A file: its clusters and the source's.
     let deploy = w.path("deploy-file");
-    render(&w.src, &deploy, &["--inventory", extra.join("us.yaml").to_str().unwrap()]);
+    render(
+        &w.src,
+        &deploy,
+        &["--inventory", extra.join("us.yaml").to_str().unwrap()],
+    );
     assert_eq!(cluster_dirs(&deploy), set(&["inv-us", "src-cluster"]));
 
     // A directory.
@@ -864,10 +1224,18 @@ fn inventory_from_a_file_a_directory_and_a_git_repo_merges_with_the_source() {
     render(&w.src, &deploy, &["--inventory", inv.to_str().unwrap()]);
     assert_eq!(cluster_dirs(&deploy), all);
     let deploy_ref = w.path("deploy-git-ref");
-    render(&w.src, &deploy_ref, &["--inventory", &format!("{}@main", inv.display())]);
+    render(
+        &w.src,
+        &deploy_ref,
+        &["--inventory", &format!("{}@main", inv.display())],
+    );
     assert_eq!(cluster_dirs(&deploy_ref), all);
     let tree = |d: &Path| git(d, &["rev-parse", "main:clusters"]);
-    assert_eq!(tree(&deploy), tree(&w.path("deploy-dir")), "the same clusters, however the inventory is given");
+    assert_eq!(
+        tree(&deploy),
+        tree(&w.path("deploy-dir")),
+        "the same clusters, however the inventory is given"
+    );
     assert_eq!(tree(&deploy_ref), tree(&deploy));
 }
 
@@ -888,8 +1256,12 @@ fn a_cluster_in_both_source_and_inventory_is_an_error() {
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("duplicate cluster \"src-cluster\""), "{stderr}");
-    assert!(stderr.contains("duplicate/clusters.yaml:6"), "names the inventory file and line: {stderr}");
-    assert!(stderr.contains("app.yaml:2"), "names the source definition: {stderr}");
+    // The line of the duplicate's metadata (name), in both files.
+    assert!(
+        stderr.contains("duplicate/clusters.yaml:8: "),
+        "names the inventory file and line: {stderr}"
+    );
+    assert!(stderr.contains("app.yaml:4"), "names the source definition: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!w.deploy.exists(), "nothing written");
 }
@@ -906,7 +1278,10 @@ fn ignore_globs_exclude_files() {
     // drafts/broken.yaml (invalid), apps/scratch.tmp.yaml (not YAML), .github (not
     // Kubernetes) are not read; drafts/valid.yaml would be placed by "**" but is ignored;
     // "!drafts/keep.yaml" brings one file back, gitignore-style.
-    assert_eq!(resources(&files, "ign"), ["default/configmap_app.yaml", "default/configmap_kept-draft.yaml"]);
+    assert_eq!(
+        resources(&files, "ign"),
+        ["default/configmap_app.yaml", "default/configmap_kept-draft.yaml"]
+    );
 
     // Without starmap.yaml every file is read, and the broken draft is an error naming it.
     std::fs::remove_file(w.src.join("starmap.yaml")).unwrap();
@@ -943,10 +1318,13 @@ fn fixture_render_builds_with_kubectl_and_has_the_documented_counts() {
         ("store-1017", 15),
         ("store-2001", 14),
     ]);
-    let got: BTreeMap<String, usize> = cluster_dirs(&deploy).into_iter().map(|c| {
-        let n = resources(&files, &c).len();
-        (c, n)
-    }).collect();
+    let got: BTreeMap<String, usize> = cluster_dirs(&deploy)
+        .into_iter()
+        .map(|c| {
+            let n = resources(&files, &c).len();
+            (c, n)
+        })
+        .collect();
     let expected_owned: BTreeMap<String, usize> = expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     assert_eq!(got, expected_owned, "objects per cluster (fixtures/README.md)");
 
@@ -955,7 +1333,11 @@ fn fixture_render_builds_with_kubectl_and_has_the_documented_counts() {
         assert_cluster_consistent(&files, cluster);
         let (ok, out, err) = kubectl_kustomize(&tree.path().join("clusters").join(cluster));
         assert!(ok, "kubectl kustomize clusters/{cluster} failed:\n{err}");
-        assert_eq!(yaml_stream(&out).len(), *count, "kubectl builds {count} objects for {cluster}");
+        assert_eq!(
+            yaml_stream(&out).len(),
+            *count,
+            "kubectl builds {count} objects for {cluster}"
+        );
     }
     let render_file = yaml(file(&files, ".starmap/render.yaml"));
     assert_eq!(render_file["clusters"], json!(14));
@@ -965,9 +1347,18 @@ fn fixture_render_builds_with_kubectl_and_has_the_documented_counts() {
     for (name, path) in [
         ("kustomization", "clusters/store-1001/kustomization.yaml"),
         ("pos-config", "clusters/store-1001/pos/configmap_pos-config.yaml"),
-        ("pos-backend", "clusters/store-1001/pos/deployment.apps_pos-backend.yaml"),
-        ("inventory-sync-cronjob", "clusters/store-1001/inventory-sync/cronjob.batch_inventory-sync.yaml"),
-        ("node-exporter-service", "clusters/store-1001/monitoring/service_node-exporter.yaml"),
+        (
+            "pos-backend",
+            "clusters/store-1001/pos/deployment.apps_pos-backend.yaml",
+        ),
+        (
+            "inventory-sync-cronjob",
+            "clusters/store-1001/inventory-sync/cronjob.batch_inventory-sync.yaml",
+        ),
+        (
+            "node-exporter-service",
+            "clusters/store-1001/monitoring/service_node-exporter.yaml",
+        ),
         ("index", ".starmap/clusters/store-1001.yaml"),
     ] {
         insta::assert_snapshot!(format!("fixtures__store-1001__{name}"), file(&files, path));
@@ -980,17 +1371,31 @@ fn fixture_customizations_and_templates_as_documented() {
     let deploy = tmp.path().join("deploy");
     render(fixtures(), &deploy, &[]);
     let files = tip(&deploy);
-    let footer = |c: &str| yaml(file(&files, &format!("clusters/{c}/pos/configmap_pos-config.yaml")))["data"]["RECEIPT_FOOTER"].clone();
+    let footer = |c: &str| {
+        yaml(file(&files, &format!("clusters/{c}/pos/configmap_pos-config.yaml")))["data"]["RECEIPT_FOOTER"].clone()
+    };
     assert_eq!(footer("store-0042"), "Thank you for shopping at Northwind!");
     assert_eq!(footer("lab-1"), "Thank you for shopping at Northwind!");
     assert_eq!(footer("store-1017"), "Vielen Dank für Ihren Einkauf!");
-    assert_eq!(footer("store-1001"), "Danke für Ihren Besuch am Marienplatz! Filiale 1001");
+    assert_eq!(
+        footer("store-1001"),
+        "Danke für Ihren Besuch am Marienplatz! Filiale 1001"
+    );
     let eu = yaml(file(&files, "clusters/store-1017/pos/configmap_pos-config.yaml"));
-    assert!(eu["data"].get("SALES_TAX_MODE").is_none(), "null in a merge removes the key");
+    assert!(
+        eu["data"].get("SALES_TAX_MODE").is_none(),
+        "null in a merge removes the key"
+    );
     assert_eq!(eu["data"]["VAT_INCLUDED"], "yes");
     let backend = yaml(file(&files, "clusters/store-0042/pos/deployment.apps_pos-backend.yaml"));
     assert!(backend["spec"]["replicas"].is_number());
     assert_eq!(backend["metadata"]["labels"]["retail.example.com/store-id"], "0042");
-    let cron = yaml(file(&files, "clusters/store-0042/inventory-sync/cronjob.batch_inventory-sync.yaml"));
-    assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "0042");
+    let cron = yaml(file(
+        &files,
+        "clusters/store-0042/inventory-sync/cronjob.batch_inventory-sync.yaml",
+    ));
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "0042"
+    );
 }

@@ -34,7 +34,10 @@ fn init_logging(verbose: u8, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STARMAP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},starmap={default}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.without_time().try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -48,7 +51,9 @@ fn load(args: &SourceArgs) -> Result<(Model, Plan)> {
     let inventory = match &args.inventory {
         Some(spec) => {
             let mut tree = SourceTree::open(spec)?;
-            if tree.path_prefix.is_empty() {
+            // Files of an inventory directory or repo are named under it in messages (a
+            // single file already carries its own path).
+            if tree.path_prefix.is_empty() && !std::path::Path::new(spec).is_file() {
                 tree.path_prefix = format!("{}/", spec.trim_end_matches('/'));
             }
             Inventory::Extra(tree)
@@ -76,9 +81,15 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
     let env = render::environment();
     let renderer = Renderer::new(&model, &env)?;
     let deploy = DeployRepo::open(&a.deploy, &a.branch, a.push, !a.dry_run)?;
-    let options = WriteOptions { push: a.push, dry_run: a.dry_run, no_cache: a.no_cache, keep_content: false };
+    let options = WriteOptions {
+        push: a.push,
+        dry_run: a.dry_run,
+        no_cache: a.no_cache,
+        keep_content: false,
+    };
     let started = std::time::Instant::now();
-    let outcome = deploy::write(&model, &plan, &renderer, &deploy, &options).inspect_err(|_| deploy.discard_if_created())?;
+    let outcome =
+        deploy::write(&model, &plan, &renderer, &deploy, &options).inspect_err(|_| deploy.discard_if_created())?;
     tracing::info!(
         rendered = outcome.rendered,
         reused = outcome.reused,
@@ -106,7 +117,11 @@ fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
     let changes = deploy::plan(&model, &plan, &renderer, deploy.as_ref(), a.diff)?;
     let repo = deploy.as_ref().map(|d| &d.repo);
     output::plan_result(&changes, repo, a.diff, a.output, &plan.warnings);
-    Ok(if a.detailed_exitcode && !changes.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if a.detailed_exitcode && !changes.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {

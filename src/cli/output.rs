@@ -29,7 +29,11 @@ fn sign(kind: ChangeKind) -> char {
 fn summary(changes: &Changes) -> String {
     let (a, c, r) = changes.counts();
     let n = changes.clusters.len();
-    format!("{n} cluster{} to change: {a} object{} added, {c} changed, {r} removed", if n == 1 { "" } else { "s" }, if a == 1 { "" } else { "s" })
+    format!(
+        "{n} cluster{} to change: {a} object{} added, {c} changed, {r} removed",
+        if n == 1 { "" } else { "s" },
+        if a == 1 { "" } else { "s" }
+    )
 }
 
 pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_run: bool, format: OutputFormat) {
@@ -60,7 +64,13 @@ pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_
     match (outcome.commit, dry_run) {
         (_, true) => println!("dry run: would commit {}", summary(&outcome.changes)),
         (Some(commit), false) => {
-            println!("committed {} on {} in {}: {}", short(&commit), deploy.branch, deploy.display, summary(&outcome.changes).replace(" to change", " changed"));
+            println!(
+                "committed {} on {} in {}: {}",
+                short(&commit),
+                deploy.branch,
+                deploy.display,
+                summary(&outcome.changes).replace(" to change", " changed")
+            );
             if outcome.pushed {
                 println!("pushed {} to origin", deploy.branch);
             }
@@ -69,7 +79,13 @@ pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_
     }
 }
 
-pub fn plan_result(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, format: OutputFormat, warnings: &[String]) {
+pub fn plan_result(
+    changes: &Changes,
+    repo: Option<&git2::Repository>,
+    diff: bool,
+    format: OutputFormat,
+    warnings: &[String],
+) {
     match format {
         OutputFormat::Json => {
             let (a, c, r) = changes.counts();
@@ -91,7 +107,13 @@ pub fn plan_result(changes: &Changes, repo: Option<&git2::Repository>, diff: boo
             }
             println!("Plan: {}\n", summary(changes));
             for c in &changes.clusters {
-                println!("{} cluster {} ({} object{})", sign(c.change), c.cluster, c.objects.len(), if c.objects.len() == 1 { "" } else { "s" });
+                println!(
+                    "{} cluster {} ({} object{})",
+                    sign(c.change),
+                    c.cluster,
+                    c.objects.len(),
+                    if c.objects.len() == 1 { "" } else { "s" }
+                );
                 for o in &c.objects {
                     println!("    {} {:<50} {}", sign(o.change), o.object, o.file);
                 }
@@ -147,7 +169,14 @@ fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warn
             ChangeKind::Changed => "",
             ChangeKind::Removed => "removed cluster",
         };
-        let _ = writeln!(m, "| `{}` | {what} | {} | {} | {} |", c.cluster, n(ChangeKind::Added), n(ChangeKind::Changed), n(ChangeKind::Removed));
+        let _ = writeln!(
+            m,
+            "| `{}` | {what} | {} | {} | {} |",
+            c.cluster,
+            n(ChangeKind::Added),
+            n(ChangeKind::Changed),
+            n(ChangeKind::Removed)
+        );
     }
     if changes.clusters.len() > ROWS {
         let _ = writeln!(m, "| … {} more clusters | | | | |", changes.clusters.len() - ROWS);

@@ -75,7 +75,11 @@ impl Changes {
     }
 
     pub fn clusters_with(&self, kind: ChangeKind) -> Vec<&str> {
-        self.clusters.iter().filter(|c| c.change == kind).map(|c| c.cluster.as_str()).collect()
+        self.clusters
+            .iter()
+            .filter(|c| c.change == kind)
+            .map(|c| c.cluster.as_str())
+            .collect()
     }
 }
 
@@ -88,14 +92,22 @@ pub struct NewCluster<'a> {
 }
 
 /// Compare rendered directories (and clusters that disappeared) with the tip.
-pub fn compare(repo: &Repository, new: &[NewCluster<'_>], removed: &[(String, Oid)], keep_content: bool) -> Result<Changes> {
+pub fn compare(
+    repo: &Repository,
+    new: &[NewCluster<'_>],
+    removed: &[(String, Oid)],
+    keep_content: bool,
+) -> Result<Changes> {
     let mut clusters = Vec::new();
     for n in new {
         if n.old_tree == Some(n.tree) {
             continue;
         }
         let old: BTreeMap<String, Oid> = match n.old_tree {
-            Some(t) => tree::list_blobs(repo, t)?.into_iter().filter(|(p, _)| p != KUSTOMIZATION_FILE).collect(),
+            Some(t) => tree::list_blobs(repo, t)?
+                .into_iter()
+                .filter(|(p, _)| p != KUSTOMIZATION_FILE)
+                .collect(),
             None => BTreeMap::new(),
         };
         let mut objects = Vec::new();
@@ -121,8 +133,16 @@ pub fn compare(repo: &Repository, new: &[NewCluster<'_>], removed: &[(String, Oi
             }
         }
         objects.sort_by(|a, b| a.file.cmp(&b.file));
-        let change = if n.old_tree.is_some() { ChangeKind::Changed } else { ChangeKind::Added };
-        clusters.push(ClusterChange { cluster: n.rendered.name.clone(), change, objects });
+        let change = if n.old_tree.is_some() {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        clusters.push(ClusterChange {
+            cluster: n.rendered.name.clone(),
+            change,
+            objects,
+        });
     }
     for (name, tree_oid) in removed {
         let objects = tree::list_blobs(repo, *tree_oid)?
@@ -130,14 +150,27 @@ pub fn compare(repo: &Repository, new: &[NewCluster<'_>], removed: &[(String, Oi
             .filter(|(p, _)| p != KUSTOMIZATION_FILE)
             .map(|(file, oid)| removed_object(repo, &file, oid))
             .collect();
-        clusters.push(ClusterChange { cluster: name.clone(), change: ChangeKind::Removed, objects });
+        clusters.push(ClusterChange {
+            cluster: name.clone(),
+            change: ChangeKind::Removed,
+            objects,
+        });
     }
     clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
-    Ok(Changes { clusters, metadata_changed: false })
+    Ok(Changes {
+        clusters,
+        metadata_changed: false,
+    })
 }
 
 fn removed_object(repo: &Repository, file: &str, oid: Oid) -> ObjectChange {
-    ObjectChange { change: ChangeKind::Removed, object: describe_blob(repo, oid).unwrap_or_else(|| file.to_string()), file: file.into(), old: Some(oid), new: None }
+    ObjectChange {
+        change: ChangeKind::Removed,
+        object: describe_blob(repo, oid).unwrap_or_else(|| file.to_string()),
+        file: file.into(),
+        old: Some(oid),
+        new: None,
+    }
 }
 
 /// The identity of an object stored in the deploy repo, read back from its file.
@@ -156,13 +189,22 @@ pub fn all_new(rendered: Vec<RenderedCluster>) -> Changes {
             objects: r
                 .objects
                 .iter()
-                .map(|o| ObjectChange { change: ChangeKind::Added, object: o.id.to_string(), file: o.file.clone(), old: None, new: Some(o.content.clone()) })
+                .map(|o| ObjectChange {
+                    change: ChangeKind::Added,
+                    object: o.id.to_string(),
+                    file: o.file.clone(),
+                    old: None,
+                    new: Some(o.content.clone()),
+                })
                 .collect(),
             cluster: r.name,
             change: ChangeKind::Added,
         })
         .collect();
-    Changes { clusters, metadata_changed: false }
+    Changes {
+        clusters,
+        metadata_changed: false,
+    }
 }
 
 /// The commit message: a summary line, what changed, and the provenance trailers.
@@ -181,7 +223,10 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
         );
     }
     let _ = writeln!(m);
-    for (kind, label) in [(ChangeKind::Added, "Clusters added"), (ChangeKind::Removed, "Clusters removed")] {
+    for (kind, label) in [
+        (ChangeKind::Added, "Clusters added"),
+        (ChangeKind::Removed, "Clusters removed"),
+    ] {
         let names = changes.clusters_with(kind);
         if !names.is_empty() {
             let _ = writeln!(m, "{label}: {}", list(&names, 20));

@@ -47,8 +47,12 @@ struct ClusterDigest {
 }
 
 fn read_digests(repo: &Repository, base: Option<Oid>) -> Digests {
-    let Some(oid) = tree::entry_at(repo, base, DIGESTS_FILE) else { return Digests::default() };
-    let Ok(blob) = repo.find_blob(oid) else { return Digests::default() };
+    let Some(oid) = tree::entry_at(repo, base, DIGESTS_FILE) else {
+        return Digests::default();
+    };
+    let Ok(blob) = repo.find_blob(oid) else {
+        return Digests::default();
+    };
     let parsed = std::str::from_utf8(blob.content())
         .ok()
         .and_then(|text| yaml::parse_documents(text, DIGESTS_FILE).ok())
@@ -99,7 +103,12 @@ fn cluster_objects(model: &Model, rendered: &RenderedCluster) -> ClusterObjects 
     objects.push((ObjectType::Tree, data, tree));
     let index = yaml::to_yaml_string(&render::index(model, rendered)).into_bytes();
     let index_oid = hash_object(ObjectType::Blob, &index);
-    ClusterObjects { tree, objects, index_blob: (index, index_oid), files }
+    ClusterObjects {
+        tree,
+        objects,
+        index_blob: (index, index_oid),
+        files,
+    }
 }
 
 pub fn build(
@@ -116,7 +125,11 @@ pub fn build(
     let old_clusters = tree::entries_at(repo, base, CLUSTERS_DIR);
     let old_index = tree::entries_at(repo, base, INDEX_DIR);
     let global = render::global_digest(model);
-    let inputs: Vec<String> = model.clusters.par_iter().map(|c| render::cluster_digest(&global, c)).collect();
+    let inputs: Vec<String> = model
+        .clusters
+        .par_iter()
+        .map(|c| render::cluster_digest(&global, c))
+        .collect();
 
     // A cluster is kept from the tip when its inputs are the ones its directory there was
     // rendered from, and that directory and its index are still as starmap wrote them.
@@ -151,8 +164,11 @@ pub fn build(
         .map(|p| (p.cluster, &memo[&inputs[p.cluster]]))
         .collect();
     let built: Vec<ClusterObjects> = needs.par_iter().map(|(_, r)| cluster_objects(model, r)).collect();
-    let mut built_by_cluster: BTreeMap<usize, (&RenderedCluster, ClusterObjects)> =
-        needs.iter().map(|(i, _)| *i).zip(needs.iter().map(|(_, r)| *r).zip(built)).collect();
+    let mut built_by_cluster: BTreeMap<usize, (&RenderedCluster, ClusterObjects)> = needs
+        .iter()
+        .map(|(i, _)| *i)
+        .zip(needs.iter().map(|(_, r)| *r).zip(built))
+        .collect();
 
     for (i, cluster) in model.clusters.iter().enumerate() {
         let name = &cluster.name;
@@ -169,7 +185,11 @@ pub fn build(
         index_entries.push(Entry::blob(format!("{name}.yaml"), co.index_blob.1));
         digests.clusters.insert(
             name.clone(),
-            ClusterDigest { inputs: inputs[i].clone(), tree: co.tree.to_string(), objects: rendered.objects.len() },
+            ClusterDigest {
+                inputs: inputs[i].clone(),
+                tree: co.tree.to_string(),
+                objects: rendered.objects.len(),
+            },
         );
         rendered_now.push((rendered, co));
     }
@@ -183,7 +203,12 @@ pub fn build(
         .collect();
     let report_input: Vec<changes::NewCluster<'_>> = rendered_now
         .iter()
-        .map(|(r, co)| changes::NewCluster { rendered: r, tree: co.tree, files: &co.files, old_tree: old_clusters.get(&r.name).copied() })
+        .map(|(r, co)| changes::NewCluster {
+            rendered: r,
+            tree: co.tree,
+            files: &co.files,
+            old_tree: old_clusters.get(&r.name).copied(),
+        })
         .collect();
     let mut report = changes::compare(repo, &report_input, &removed, options.keep_content)?;
 
@@ -197,9 +222,15 @@ pub fn build(
     }
     let clusters_tree = (!cluster_entries.is_empty()).then(|| objects.add_tree(cluster_entries));
     let index_tree = (!index_entries.is_empty()).then(|| objects.add_tree(index_entries));
-    let digests_blob = objects.add(ObjectType::Blob, yaml::to_yaml_string(&serde_json::to_value(&digests).unwrap_or_default()).into_bytes());
+    let digests_blob = objects.add(
+        ObjectType::Blob,
+        yaml::to_yaml_string(&serde_json::to_value(&digests).unwrap_or_default()).into_bytes(),
+    );
 
-    let owned = |path: &str, tree: Option<Oid>| Change { path: path.into(), entry: tree.map(|t| (MODE_TREE, t)) };
+    let owned = |path: &str, tree: Option<Oid>| Change {
+        path: path.into(),
+        entry: tree.map(|t| (MODE_TREE, t)),
+    };
     let content = [owned(CLUSTERS_DIR, clusters_tree), owned(INDEX_DIR, index_tree)];
     // Content first, with the tip's bookkeeping files: if that is the tip's tree, nothing
     // new was rendered and there is no commit (a new source commit alone makes none).
@@ -210,17 +241,33 @@ pub fn build(
         report.metadata_changed = report.is_empty();
     }
     let total_objects: usize = digests.clusters.values().map(|d| d.objects).sum();
-    let render_blob = objects.add(ObjectType::Blob, render_file(model, digests.clusters.len(), total_objects).into_bytes());
+    let render_blob = objects.add(
+        ObjectType::Blob,
+        render_file(model, digests.clusters.len(), total_objects).into_bytes(),
+    );
     let readme_blob = objects.add(ObjectType::Blob, readme(model, &digests)?.into_bytes());
-    let blob = |path: &str, oid: Oid| Change { path: path.into(), entry: Some((MODE_BLOB, oid)) };
+    let blob = |path: &str, oid: Oid| Change {
+        path: path.into(),
+        entry: Some((MODE_BLOB, oid)),
+    };
     let mut all = content.into_iter().collect::<Vec<_>>();
-    all.extend([blob(DIGESTS_FILE, digests_blob), blob(RENDER_FILE, render_blob), blob(README_FILE, readme_blob)]);
+    all.extend([
+        blob(DIGESTS_FILE, digests_blob),
+        blob(RENDER_FILE, render_blob),
+        blob(README_FILE, readme_blob),
+    ]);
     let root = if report.is_empty() {
         base.unwrap_or_else(|| objects.add_tree(Vec::new()))
     } else {
         tree::overlay(repo, &mut objects, base, &all)?.unwrap_or_else(|| objects.add_tree(Vec::new()))
     };
-    Ok(Built { root, objects, changes: report, rendered: rendered_count, reused })
+    Ok(Built {
+        root,
+        objects,
+        changes: report,
+        rendered: rendered_count,
+        reused,
+    })
 }
 
 fn render_file(model: &Model, clusters: usize, objects: usize) -> String {
@@ -237,7 +284,11 @@ fn render_file(model: &Model, clusters: usize, objects: usize) -> String {
 
 fn readme(model: &Model, digests: &Digests) -> Result<String> {
     let env = minijinja::Environment::new();
-    let clusters: Vec<_> = digests.clusters.iter().map(|(name, d)| json!({"name": name, "objects": d.objects})).collect();
+    let clusters: Vec<_> = digests
+        .clusters
+        .iter()
+        .map(|(name, d)| json!({"name": name, "objects": d.objects}))
+        .collect();
     env.render_str(
         include_str!("../../templates/deploy-readme.md.j2"),
         minijinja::value::Serde(json!({

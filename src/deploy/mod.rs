@@ -58,7 +58,13 @@ pub struct Outcome {
 }
 
 /// Render `plan` into the deploy repo: commit unless `options.dry_run`, push if asked.
-pub fn write(model: &Model, plan: &Plan, renderer: &Renderer<'_>, deploy: &DeployRepo, options: &WriteOptions) -> Result<Outcome> {
+pub fn write(
+    model: &Model,
+    plan: &Plan,
+    renderer: &Renderer<'_>,
+    deploy: &DeployRepo,
+    options: &WriteOptions,
+) -> Result<Outcome> {
     let mut memo: BTreeMap<String, RenderedCluster> = BTreeMap::new();
     let mut attempt = 0;
     loop {
@@ -84,7 +90,10 @@ pub fn write(model: &Model, plan: &Plan, renderer: &Renderer<'_>, deploy: &Deplo
             // Another writer (status collection, a second render) moved the branch.
             attempt += 1;
             if attempt >= repo::MAX_ATTEMPTS {
-                return Err(Error::msg(format!("the branch {} kept moving; gave up after {attempt} attempts", deploy.branch)));
+                return Err(Error::msg(format!(
+                    "the branch {} kept moving; gave up after {attempt} attempts",
+                    deploy.branch
+                )));
             }
             tracing::info!(attempt, "branch moved while committing; rebuilding on the new tip");
             std::thread::sleep(repo::backoff(attempt));
@@ -99,7 +108,10 @@ pub fn write(model: &Model, plan: &Plan, renderer: &Renderer<'_>, deploy: &Deplo
                         deploy.display
                     )));
                 }
-                tracing::info!(attempt, "push rejected (someone else pushed); fetching and rebuilding on their commit");
+                tracing::info!(
+                    attempt,
+                    "push rejected (someone else pushed); fetching and rebuilding on their commit"
+                );
                 std::thread::sleep(repo::backoff(attempt));
                 continue;
             }
@@ -113,8 +125,18 @@ pub fn write(model: &Model, plan: &Plan, renderer: &Renderer<'_>, deploy: &Deplo
 
 /// Render every cluster in memory and report the changes against the tip, writing
 /// nothing: `plan`.
-pub fn plan(model: &Model, plan: &Plan, renderer: &Renderer<'_>, deploy: Option<&DeployRepo>, keep_content: bool) -> Result<Changes> {
-    let options = WriteOptions { dry_run: true, keep_content, ..Default::default() };
+pub fn plan(
+    model: &Model,
+    plan: &Plan,
+    renderer: &Renderer<'_>,
+    deploy: Option<&DeployRepo>,
+    keep_content: bool,
+) -> Result<Changes> {
+    let options = WriteOptions {
+        dry_run: true,
+        keep_content,
+        ..Default::default()
+    };
     match deploy {
         Some(deploy) => Ok(write(model, plan, renderer, deploy, &options)?.changes),
         None => {

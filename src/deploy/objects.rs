@@ -38,10 +38,18 @@ pub struct Entry {
 
 impl Entry {
     pub fn blob(name: impl Into<String>, oid: Oid) -> Entry {
-        Entry { name: name.into(), mode: MODE_BLOB, oid }
+        Entry {
+            name: name.into(),
+            mode: MODE_BLOB,
+            oid,
+        }
     }
     pub fn tree(name: impl Into<String>, oid: Oid) -> Entry {
-        Entry { name: name.into(), mode: MODE_TREE, oid }
+        Entry {
+            name: name.into(),
+            mode: MODE_TREE,
+            oid,
+        }
     }
     pub fn is_tree(&self) -> bool {
         self.mode == MODE_TREE
@@ -50,8 +58,16 @@ impl Entry {
 
 /// Git's order: by name, with trees compared as if their name ended in `/`.
 fn git_order(a: &Entry, b: &Entry) -> Ordering {
-    let ak = a.name.as_bytes().iter().chain(if a.is_tree() { &b"/"[..] } else { &[] });
-    let bk = b.name.as_bytes().iter().chain(if b.is_tree() { &b"/"[..] } else { &[] });
+    let ak = a
+        .name
+        .as_bytes()
+        .iter()
+        .chain(if a.is_tree() { &b"/"[..] } else { &[] });
+    let bk = b
+        .name
+        .as_bytes()
+        .iter()
+        .chain(if b.is_tree() { &b"/"[..] } else { &[] });
     ak.cmp(bk)
 }
 
@@ -109,7 +125,11 @@ impl ObjectSet {
     /// were written.
     pub fn write(self, repo: &git2::Repository) -> Result<usize> {
         let odb = repo.odb()?;
-        let missing: Vec<_> = self.objects.into_iter().filter(|(_, _, oid)| !odb.exists(*oid)).collect();
+        let missing: Vec<_> = self
+            .objects
+            .into_iter()
+            .filter(|(_, _, oid)| !odb.exists(*oid))
+            .collect();
         if missing.is_empty() {
             return Ok(0);
         }
@@ -179,7 +199,11 @@ mod tests {
         let blob = set.add(ObjectType::Blob, b"x: 1\n".to_vec());
         let sub = set.add_tree(vec![Entry::blob("b.yaml", blob)]);
         // `a.b` sorts before `a` + `/` as a tree: git's order, checked by git itself.
-        let root = set.add_tree(vec![Entry::tree("a", sub), Entry::blob("a.b", blob), Entry::blob("a-c", blob)]);
+        let root = set.add_tree(vec![
+            Entry::tree("a", sub),
+            Entry::blob("a.b", blob),
+            Entry::blob("a-c", blob),
+        ]);
         assert_eq!(set.write(&repo).unwrap(), 3);
         let tree = repo.find_tree(root).unwrap();
         let names: Vec<_> = tree.iter().map(|e| e.name().unwrap().to_string()).collect();

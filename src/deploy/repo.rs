@@ -35,11 +35,19 @@ impl DeployRepo {
     pub fn open(spec: &str, branch: &str, push: bool, create: bool) -> Result<DeployRepo> {
         let parsed = RepoSpec::parse(spec);
         if parsed.reference.is_some() {
-            return Err(Error::msg(format!("--deploy {spec}: give the branch with --branch, not @REF")));
+            return Err(Error::msg(format!(
+                "--deploy {spec}: give the branch with --branch, not @REF"
+            )));
         }
         if parsed.is_url {
             let repo = git::open_cache_clone(&parsed.location, "deploy")?;
-            return Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: true, created: None });
+            return Ok(DeployRepo {
+                repo,
+                branch: branch.into(),
+                display: spec.into(),
+                remote: true,
+                created: None,
+            });
         }
         let path = PathBuf::from(&parsed.location);
         let (repo, created) = match Repository::open(&path) {
@@ -51,23 +59,45 @@ impl DeployRepo {
                 (Repository::init_opts(&path, &options)?, Some((path.clone(), existed)))
             }
             Err(_) if !create && is_missing_or_empty(&path) => {
-                return Err(Error::msg(format!("--deploy {spec}: no repository there yet (render creates it)")));
+                return Err(Error::msg(format!(
+                    "--deploy {spec}: no repository there yet (render creates it)"
+                )));
             }
-            Err(e) => return Err(Error::msg(format!("--deploy {spec}: not a git repository ({})", e.message()))),
+            Err(e) => {
+                return Err(Error::msg(format!(
+                    "--deploy {spec}: not a git repository ({})",
+                    e.message()
+                )));
+            }
         };
         if push && repo.find_remote("origin").is_err() {
-            return Err(Error::msg(format!("--push: the deploy repo {spec} has no remote `origin`")));
+            return Err(Error::msg(format!(
+                "--push: the deploy repo {spec} has no remote `origin`"
+            )));
         }
-        Ok(DeployRepo { repo, branch: branch.into(), display: spec.into(), remote: push, created })
+        Ok(DeployRepo {
+            repo,
+            branch: branch.into(),
+            display: spec.into(),
+            remote: push,
+            created,
+        })
     }
 
     /// Undo the `git init` of this run (after a failed first render), so that bad input
     /// leaves no trace: the directory is removed, or emptied if it existed before.
     pub fn discard_if_created(&self) {
         if let Some((path, existed)) = &self.created {
-            let removed = if *existed { std::fs::remove_dir_all(path.join(".git")) } else { std::fs::remove_dir_all(path) };
+            let removed = if *existed {
+                std::fs::remove_dir_all(path.join(".git"))
+            } else {
+                std::fs::remove_dir_all(path)
+            };
             if let Err(e) = removed {
-                tracing::warn!("could not remove the deploy repo created by this run at {}: {e}", path.display());
+                tracing::warn!(
+                    "could not remove the deploy repo created by this run at {}: {e}",
+                    path.display()
+                );
             }
         }
     }
@@ -92,11 +122,18 @@ impl DeployRepo {
     /// The commit new work is based on: the remote branch when origin is the truth, the
     /// local branch otherwise. `None` for a branch that does not exist yet.
     pub fn tip(&self) -> Result<Option<Tip>> {
-        let name = if self.remote { self.remote_ref() } else { self.local_ref() };
+        let name = if self.remote {
+            self.remote_ref()
+        } else {
+            self.local_ref()
+        };
         match self.repo.find_reference(&name) {
             Ok(r) => {
                 let commit = r.peel_to_commit()?;
-                Ok(Some(Tip { commit: commit.id(), tree: commit.tree_id() }))
+                Ok(Some(Tip {
+                    commit: commit.id(),
+                    tree: commit.tree_id(),
+                }))
             }
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -108,9 +145,15 @@ impl DeployRepo {
         let tree = self.repo.find_tree(tree)?;
         let author = signature(&self.repo, "AUTHOR")?;
         let committer = signature(&self.repo, "COMMITTER")?;
-        let parents: Vec<git2::Commit<'_>> = parent.map(|p| self.repo.find_commit(p)).transpose()?.into_iter().collect();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .map(|p| self.repo.find_commit(p))
+            .transpose()?
+            .into_iter()
+            .collect();
         let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-        Ok(self.repo.commit(None, &author, &committer, message, &tree, &parent_refs)?)
+        Ok(self
+            .repo
+            .commit(None, &author, &committer, message, &tree, &parent_refs)?)
     }
 
     /// Move the local branch from `expected` to `new`, failing if it moved meanwhile
@@ -129,7 +172,14 @@ impl DeployRepo {
         };
         match result {
             Ok(()) => Ok(true),
-            Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -161,7 +211,11 @@ impl DeployRepo {
         drop(options);
         match rejected {
             None => Ok(true),
-            Some(status) if status.contains("fast-forward") || status.contains("fetch first") || status.contains("stale") => Ok(false),
+            Some(status)
+                if status.contains("fast-forward") || status.contains("fetch first") || status.contains("stale") =>
+            {
+                Ok(false)
+            }
             Some(status) => Err(Error::msg(format!("push to {} was rejected: {status}", self.display))),
         }
     }
@@ -173,16 +227,27 @@ impl DeployRepo {
         if self.remote || self.repo.is_bare() {
             return Ok(());
         }
-        let head = self.repo.find_reference("HEAD").ok().and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
+        let head = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
         if head != Some(self.local_ref()) {
             return Ok(());
         }
         let mut status = git2::StatusOptions::new();
         status.include_untracked(false).show(git2::StatusShow::Workdir);
-        let dirty = self.repo.statuses(Some(&mut status)).map(|s| !s.is_empty()).unwrap_or(true);
+        let dirty = self
+            .repo
+            .statuses(Some(&mut status))
+            .map(|s| !s.is_empty())
+            .unwrap_or(true);
         // The index still holds the previous commit, so "clean" compares against it.
         if dirty {
-            tracing::warn!("the deploy repo's work tree has local changes; it was not updated (the commit is on branch {})", self.branch);
+            tracing::warn!(
+                "the deploy repo's work tree has local changes; it was not updated (the commit is on branch {})",
+                self.branch
+            );
             return Ok(());
         }
         let commit = self.repo.find_commit(new_commit)?;
@@ -236,5 +301,8 @@ fn signature(repo: &Repository, role: &str) -> Result<git2::Signature<'static>> 
     if let Ok(sig) = repo.signature() {
         return Ok(sig.to_owned());
     }
-    Ok(git2::Signature::now(name.as_deref().unwrap_or("starmap"), email.as_deref().unwrap_or("starmap@localhost"))?)
+    Ok(git2::Signature::now(
+        name.as_deref().unwrap_or("starmap"),
+        email.as_deref().unwrap_or("starmap@localhost"),
+    )?)
 }

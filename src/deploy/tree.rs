@@ -21,17 +21,34 @@ type SplitChange<'a> = (Vec<&'a str>, Option<(u32, Oid)>);
 
 /// A new tree: `base` with `changes` applied. Trees left empty disappear (git has no
 /// empty directories). Returns `None` for an empty root.
-pub fn overlay(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, changes: &[Change]) -> Result<Option<Oid>> {
+pub fn overlay(
+    repo: &Repository,
+    objects: &mut ObjectSet,
+    base: Option<Oid>,
+    changes: &[Change],
+) -> Result<Option<Oid>> {
     let split: Vec<SplitChange<'_>> = changes.iter().map(|c| (c.path.split('/').collect(), c.entry)).collect();
     overlay_at(repo, objects, base, &split)
 }
 
-fn overlay_at(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, changes: &[SplitChange<'_>]) -> Result<Option<Oid>> {
+fn overlay_at(
+    repo: &Repository,
+    objects: &mut ObjectSet,
+    base: Option<Oid>,
+    changes: &[SplitChange<'_>],
+) -> Result<Option<Oid>> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     if let Some(base) = base {
         for e in repo.find_tree(base)?.iter() {
             let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
-            entries.insert(name.clone(), Entry { name, mode: e.filemode() as u32, oid: e.id() });
+            entries.insert(
+                name.clone(),
+                Entry {
+                    name,
+                    mode: e.filemode() as u32,
+                    oid: e.id(),
+                },
+            );
         }
     }
     // Changes grouped by their first component, in order.
@@ -44,7 +61,11 @@ fn overlay_at(repo: &Repository, objects: &mut ObjectSet, base: Option<Oid>, cha
         let deeper: Vec<_> = group.iter().filter(|(rest, _)| !rest.is_empty()).cloned().collect();
         let mut current = entries.get(name).cloned();
         if let Some((_, entry)) = whole {
-            current = entry.map(|(mode, oid)| Entry { name: name.to_string(), mode, oid });
+            current = entry.map(|(mode, oid)| Entry {
+                name: name.to_string(),
+                mode,
+                oid,
+            });
         }
         debug_assert!(whole.is_none() || deeper.is_empty(), "overlapping changes at {name}");
         if !deeper.is_empty() {
@@ -88,7 +109,13 @@ pub fn entry_at(repo: &Repository, tree: Option<Oid>, path: &str) -> Option<Oid>
 
 /// The entries directly under `path` inside `tree` (name → id).
 pub fn entries_at(repo: &Repository, tree: Option<Oid>, path: &str) -> BTreeMap<String, Oid> {
-    let Some(oid) = entry_at(repo, tree, path) else { return BTreeMap::new() };
-    let Ok(tree) = repo.find_tree(oid) else { return BTreeMap::new() };
-    tree.iter().map(|e| (String::from_utf8_lossy(e.name_bytes()).into_owned(), e.id())).collect()
+    let Some(oid) = entry_at(repo, tree, path) else {
+        return BTreeMap::new();
+    };
+    let Ok(tree) = repo.find_tree(oid) else {
+        return BTreeMap::new();
+    };
+    tree.iter()
+        .map(|e| (String::from_utf8_lossy(e.name_bytes()).into_owned(), e.id()))
+        .collect()
 }

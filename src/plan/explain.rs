@@ -53,7 +53,13 @@ pub fn object_matches(filter: &str, kind: &str, namespace: Option<&str>, name: &
     }
 }
 
-pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &str, object: Option<&str>) -> Result<Explanation> {
+pub fn explain(
+    model: &Model,
+    plan: &Plan,
+    renderer: &Renderer<'_>,
+    cluster: &str,
+    object: Option<&str>,
+) -> Result<Explanation> {
     let ci = model
         .clusters
         .iter()
@@ -61,9 +67,14 @@ pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &st
         .ok_or_else(|| Error::msg(format!("cluster {cluster:?} is not in the inventory")))?;
     if let Some(filter) = object {
         if filter.split('/').count() < 2 || filter.split('/').count() > 3 {
-            return Err(Error::msg(format!("--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME")));
+            return Err(Error::msg(format!(
+                "--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME"
+            )));
         }
-        let exists = model.workloads.iter().any(|w| object_matches(filter, &w.id.kind, w.id.namespace.as_deref(), &w.id.name));
+        let exists = model
+            .workloads
+            .iter()
+            .any(|w| object_matches(filter, &w.id.kind, w.id.namespace.as_deref(), &w.id.name));
         if !exists {
             return Err(Error::msg(format!("--object {filter:?}: no such object in the source")));
         }
@@ -97,13 +108,21 @@ pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &st
         if !wanted(o.workload) {
             continue;
         }
-        let po = cluster_plan.objects.iter().find(|p| p.workload == o.workload).expect("rendered from this plan");
+        let po = cluster_plan
+            .objects
+            .iter()
+            .find(|p| p.workload == o.workload)
+            .expect("rendered from this plan");
         let placed_by = po
             .placed_by
             .iter()
             .map(|r| Reason {
                 placement: model.placements[r.placement].name.clone(),
-                clause: format!("workloads[{}] {}", r.clause, super::describe_test(&model.placements[r.placement].workloads[r.clause].test)),
+                clause: format!(
+                    "workloads[{}] {}",
+                    r.clause,
+                    super::describe_test(&model.placements[r.placement].workloads[r.clause].test)
+                ),
                 cluster_by: cluster_by(r.placement),
             })
             .collect();
@@ -119,7 +138,9 @@ pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &st
 
     // Objects not here: is there a placement that wants the object, or one that wants
     // the cluster?
-    let selects_cluster: Vec<bool> = (0..model.placements.len()).map(|pi| placement_clusters(model, pi)[ci]).collect();
+    let selects_cluster: Vec<bool> = (0..model.placements.len())
+        .map(|pi| placement_clusters(model, pi)[ci])
+        .collect();
     let mut not_placed = Vec::new();
     for wi in 0..model.workloads.len() {
         if !wanted(wi) || cluster_plan.objects.iter().any(|p| p.workload == wi) {
@@ -133,17 +154,40 @@ pub fn explain(model: &Model, plan: &Plan, renderer: &Renderer<'_>, cluster: &st
             .map(|p| p.name.as_str())
             .collect();
         let why = if wanting.is_empty() {
-            let here: Vec<&str> = model.placements.iter().enumerate().filter(|(i, _)| selects_cluster[*i]).map(|(_, p)| p.name.as_str()).collect();
+            let here: Vec<&str> = model
+                .placements
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| selects_cluster[*i])
+                .map(|(_, p)| p.name.as_str())
+                .collect();
             if here.is_empty() {
                 "no placement selects this object (and no placement selects this cluster)".to_string()
             } else {
-                format!("no placement selects this object; the placements that select this cluster ({}) have no clause matching it", here.join(", "))
+                format!(
+                    "no placement selects this object; the placements that select this cluster ({}) have no clause matching it",
+                    here.join(", ")
+                )
             }
         } else {
-            format!("placement{} {} select{} this object but not this cluster", if wanting.len() > 1 { "s" } else { "" }, wanting.join(", "), if wanting.len() > 1 { "" } else { "s" })
+            format!(
+                "placement{} {} select{} this object but not this cluster",
+                if wanting.len() > 1 { "s" } else { "" },
+                wanting.join(", "),
+                if wanting.len() > 1 { "" } else { "s" }
+            )
         };
         let w = &model.workloads[wi];
-        not_placed.push(NotPlacedExplanation { object: w.id.to_string(), source: w.source.to_string(), why });
+        not_placed.push(NotPlacedExplanation {
+            object: w.id.to_string(),
+            source: w.source.to_string(),
+            why,
+        });
     }
-    Ok(Explanation { cluster: c.name.clone(), labels: c.labels.clone(), placed, not_placed })
+    Ok(Explanation {
+        cluster: c.name.clone(),
+        labels: c.labels.clone(),
+        placed,
+        not_placed,
+    })
 }

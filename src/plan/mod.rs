@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::model::{Model, ObjectId, group_of};
-use crate::spec::ObjectTest;
 use crate::spec::ObjectFacts;
+use crate::spec::ObjectTest;
 
 /// Why an object is on a cluster: placement `placement` (index into `Model::placements`)
 /// selected the cluster and its workload clause `clause` matched the object.
@@ -65,9 +65,7 @@ pub fn placement_clusters(model: &Model, placement: usize) -> Vec<bool> {
     model
         .clusters
         .iter()
-        .map(|c| {
-            p.spec.cluster_selectors.iter().any(|s| s.matches(&c.labels)) || p.spec.clusters.contains(&c.name)
-        })
+        .map(|c| p.spec.cluster_selectors.iter().any(|s| s.matches(&c.labels)) || p.spec.clusters.contains(&c.name))
         .collect()
 }
 
@@ -87,7 +85,10 @@ pub fn build(model: &Model) -> Result<Plan> {
             .map(|f| p.workloads.iter().position(|t| t.matches(f)))
             .collect();
         if !objects.iter().any(Option::is_some) {
-            warnings.push(format!("{}: placement {:?} selects no workload object", p.location, p.name));
+            warnings.push(format!(
+                "{}: placement {:?} selects no workload object",
+                p.location, p.name
+            ));
         }
         placement_hits.push((clusters, objects));
     }
@@ -98,7 +99,10 @@ pub fn build(model: &Model) -> Result<Plan> {
         .iter()
         .map(|c| {
             let clusters = model.clusters.iter().map(|cl| c.selects_cluster(cl)).collect();
-            let objects = workload_facts.iter().map(|f| c.targets.iter().any(|t| t.matches(f))).collect();
+            let objects = workload_facts
+                .iter()
+                .map(|f| c.targets.iter().any(|t| t.matches(f)))
+                .collect();
             (clusters, objects)
         })
         .collect();
@@ -113,7 +117,10 @@ pub fn build(model: &Model) -> Result<Plan> {
             }
             for (wi, clause) in sel_objects.iter().enumerate() {
                 if let Some(clause) = clause {
-                    placed[wi].get_or_insert_with(Vec::new).push(PlacedBy { placement: pi, clause: *clause });
+                    placed[wi].get_or_insert_with(Vec::new).push(PlacedBy {
+                        placement: pi,
+                        clause: *clause,
+                    });
                 }
             }
         }
@@ -140,7 +147,11 @@ pub fn build(model: &Model) -> Result<Plan> {
                 .filter(|(_, (cs, os))| cs[ci] && os[wi])
                 .map(|(i, _)| i)
                 .collect();
-            objects.push(PlacedObject { workload: wi, placed_by, customizations });
+            objects.push(PlacedObject {
+                workload: wi,
+                placed_by,
+                customizations,
+            });
         }
         clusters.push(ClusterPlan { cluster: ci, objects });
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Model, ObjectId, Workload};
-use crate::plan::{ClusterPlan, Plan, PlacedObject};
+use crate::plan::{ClusterPlan, PlacedObject, Plan};
 use crate::yaml::{self, Step};
 pub use normalize::normalize;
 use template::{Templates, is_template};
@@ -72,22 +72,39 @@ impl<'m> Renderer<'m> {
         let mut texts: Vec<(&'m str, Location, Option<&'m ObjectId>)> = Vec::new();
         for w in model.workloads.iter().filter(|w| w.templated) {
             collect_templates(&w.object, &mut Vec::new(), &mut |text, path| {
-                texts.push((text, Location::new(w.source.path.clone(), w.lines.line_at(path)), Some(&w.id)));
+                texts.push((
+                    text,
+                    Location::new(w.source.path.clone(), w.lines.line_at(path)),
+                    Some(&w.id),
+                ));
             });
         }
         for c in &model.customizations {
             for (i, patch) in c.spec.patches.iter().enumerate() {
                 if let Some(value) = patch.get("value") {
-                    let base = [Step::Key("spec"), Step::Key("patches"), Step::Index(i), Step::Key("value")];
+                    let base = [
+                        Step::Key("spec"),
+                        Step::Key("patches"),
+                        Step::Index(i),
+                        Step::Key("value"),
+                    ];
                     collect_templates(value, &mut base.to_vec(), &mut |text, path| {
-                        texts.push((text, Location::new(c.location.path.clone(), c.lines.line_at(path)), None));
+                        texts.push((
+                            text,
+                            Location::new(c.location.path.clone(), c.lines.line_at(path)),
+                            None,
+                        ));
                     });
                 }
             }
             if let Some(merge) = &c.spec.merge {
                 let base = [Step::Key("spec"), Step::Key("merge")];
                 collect_templates(merge, &mut base.to_vec(), &mut |text, path| {
-                    texts.push((text, Location::new(c.location.path.clone(), c.lines.line_at(path)), None));
+                    texts.push((
+                        text,
+                        Location::new(c.location.path.clone(), c.lines.line_at(path)),
+                        None,
+                    ));
                 });
             }
         }
@@ -99,7 +116,11 @@ impl<'m> Renderer<'m> {
                 None => err,
             }
         })?;
-        Ok(Renderer { model, templates, explain: false })
+        Ok(Renderer {
+            model,
+            templates,
+            explain: false,
+        })
     }
 
     /// Record what each customization changes (slower; for `explain`).
@@ -133,14 +154,21 @@ impl<'m> Renderer<'m> {
                 let w = &self.model.workloads[pair[1].workload];
                 return Err(Error::at(
                     w.source.clone(),
-                    format!("{} and {} would be written to the same file {}", pair[0].id, pair[1].id, pair[1].file),
+                    format!(
+                        "{} and {} would be written to the same file {}",
+                        pair[0].id, pair[1].id, pair[1].file
+                    ),
                 )
                 .with_cluster(&cluster.name));
             }
         }
         let files: Vec<&str> = objects.iter().map(|o| o.file.as_str()).collect();
         let kustomization = yaml::to_yaml_string(&output::kustomization(&files));
-        Ok(RenderedCluster { name: cluster.name.clone(), objects, kustomization })
+        Ok(RenderedCluster {
+            name: cluster.name.clone(),
+            objects,
+            kustomization,
+        })
     }
 
     fn render_object(&self, cluster_ctx: &Value, placed: &PlacedObject) -> Result<RenderedObject> {
@@ -153,11 +181,10 @@ impl<'m> Renderer<'m> {
         })));
         let mut object = w.object.clone();
         if w.templated {
-            expand_leaves(&mut object, &self.templates, &context, &mut Vec::new())
-                .map_err(|(path, text, e)| {
-                    let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
-                    Error::at(at_leaf(&steps), format!("template {text:?}: {e}")).with_object(w.id.to_string())
-                })?;
+            expand_leaves(&mut object, &self.templates, &context, &mut Vec::new()).map_err(|(path, text, e)| {
+                let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                Error::at(at_leaf(&steps), format!("template {text:?}: {e}")).with_object(w.id.to_string())
+            })?;
         }
         let mut changes = Vec::new();
         for &ci in &placed.customizations {
@@ -169,42 +196,66 @@ impl<'m> Renderer<'m> {
             for (i, raw) in c.spec.patches.iter().enumerate() {
                 let mut op = raw.clone();
                 if let Some(value) = op.get_mut("value") {
-                    let base = vec![PathSeg::Key("spec".into()), PathSeg::Key("patches".into()), PathSeg::Index(i), PathSeg::Key("value".into())];
+                    let base = vec![
+                        PathSeg::Key("spec".into()),
+                        PathSeg::Key("patches".into()),
+                        PathSeg::Index(i),
+                        PathSeg::Key("value".into()),
+                    ];
                     expand_leaves(value, &self.templates, &context, &mut base.clone()).map_err(|(path, text, e)| {
                         let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
                         fail(at(&steps), format!("patches[{i}]: template {text:?}: {e}"))
                     })?;
                 }
                 let here = at(&[Step::Key("spec"), Step::Key("patches"), Step::Index(i)]);
-                let operation: json_patch::PatchOperation = serde_json::from_value(op.clone())
-                    .map_err(|e| fail(here.clone(), format!("patches[{i}]: {e}")))?;
-                json_patch::patch(&mut object, std::slice::from_ref(&operation))
-                    .map_err(|e| fail(here.clone(), format!("patches[{i}] ({}) failed: {}", describe_op(&op), patch_failure(&e, &object, &op))))?;
+                let operation: json_patch::PatchOperation =
+                    serde_json::from_value(op.clone()).map_err(|e| fail(here.clone(), format!("patches[{i}]: {e}")))?;
+                json_patch::patch(&mut object, std::slice::from_ref(&operation)).map_err(|e| {
+                    fail(
+                        here.clone(),
+                        format!(
+                            "patches[{i}] ({}) failed: {}",
+                            describe_op(&op),
+                            patch_failure(&e, &object, &op)
+                        ),
+                    )
+                })?;
                 if self.explain {
-                    changes.push(Change { customization: c.name.clone(), what: describe_op(&op) });
+                    changes.push(Change {
+                        customization: c.name.clone(),
+                        what: describe_op(&op),
+                    });
                 }
             }
             if let Some(merge) = &c.spec.merge {
                 let mut patch = merge.clone();
                 let base = vec![PathSeg::Key("spec".into()), PathSeg::Key("merge".into())];
-                expand_leaves(&mut patch, &self.templates, &context, &mut base.clone()).map_err(|(path, text, e)| {
-                    let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
-                    fail(at(&steps), format!("merge: template {text:?}: {e}"))
-                })?;
+                expand_leaves(&mut patch, &self.templates, &context, &mut base.clone()).map_err(
+                    |(path, text, e)| {
+                        let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                        fail(at(&steps), format!("merge: template {text:?}: {e}"))
+                    },
+                )?;
                 json_patch::merge(&mut object, &patch);
                 if self.explain {
                     let mut leaves = Vec::new();
                     leaf_paths(&patch, String::new(), &mut leaves);
                     for (path, value) in leaves {
-                        changes.push(Change { customization: c.name.clone(), what: format!("merge {path} = {value}") });
+                        changes.push(Change {
+                            customization: c.name.clone(),
+                            what: format!("merge {path} = {value}"),
+                        });
                     }
                 }
             }
         }
         normalize(&mut object);
         let Some(id) = ObjectId::of(&object) else {
-            return Err(Error::at(w.source.clone(), "after customization the object has no string apiVersion, kind and metadata.name")
-                .with_object(w.id.to_string()));
+            return Err(Error::at(
+                w.source.clone(),
+                "after customization the object has no string apiVersion, kind and metadata.name",
+            )
+            .with_object(w.id.to_string()));
         };
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         Ok(RenderedObject {
@@ -213,8 +264,16 @@ impl<'m> Renderer<'m> {
             api_version,
             id,
             workload: placed.workload,
-            placements: placed.placed_by.iter().map(|p| model.placements[p.placement].name.clone()).collect(),
-            customizations: placed.customizations.iter().map(|&c| model.customizations[c].name.clone()).collect(),
+            placements: placed
+                .placed_by
+                .iter()
+                .map(|p| model.placements[p.placement].name.clone())
+                .collect(),
+            customizations: placed
+                .customizations
+                .iter()
+                .map(|&c| model.customizations[c].name.clone())
+                .collect(),
             changes,
         })
     }
@@ -253,7 +312,11 @@ fn leaf_paths(v: &Value, prefix: String, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, sub) in m {
-                leaf_paths(sub, format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                leaf_paths(
+                    sub,
+                    format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
             }
         }
         _ => out.push((if prefix.is_empty() { "/".into() } else { prefix }, v.to_string())),
@@ -380,7 +443,13 @@ pub fn global_digest(model: &Model) -> Sha256 {
 /// Digest of the inputs of one cluster's directory: the global digest plus the cluster.
 pub fn cluster_digest(global: &Sha256, cluster: &Cluster) -> String {
     let mut h = global.clone();
-    let bytes = serde_json::to_vec(&json!([cluster.name, cluster.labels, cluster.annotations, cluster.spec])).unwrap_or_default();
+    let bytes = serde_json::to_vec(&json!([
+        cluster.name,
+        cluster.labels,
+        cluster.annotations,
+        cluster.spec
+    ]))
+    .unwrap_or_default();
     h.update(&bytes);
     format!("sha256:{}", hex::encode(h.finalize()))
 }
@@ -413,5 +482,8 @@ pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
 
 /// Cluster plans by name, for looking up one cluster.
 pub fn plans_by_name<'p>(model: &Model, plan: &'p Plan) -> BTreeMap<String, &'p ClusterPlan> {
-    plan.clusters.iter().map(|p| (model.clusters[p.cluster].name.clone(), p)).collect()
+    plan.clusters
+        .iter()
+        .map(|p| (model.clusters[p.cluster].name.clone(), p))
+        .collect()
 }

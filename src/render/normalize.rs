@@ -5,14 +5,23 @@ use serde_json::Value;
 
 use crate::spec::TEMPLATE_ANNOTATION;
 
-const SERVER_FIELDS: [&str; 6] = ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"];
+const SERVER_FIELDS: [&str; 6] = [
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+];
 const DROPPED_ANNOTATIONS: [&str; 2] = ["kubectl.kubernetes.io/last-applied-configuration", TEMPLATE_ANNOTATION];
 
 pub fn normalize(object: &mut Value) {
     let Some(map) = object.as_object_mut() else { return };
     // shift_remove keeps the order of the remaining keys (the source's order).
     map.shift_remove("status");
-    let Some(Value::Object(meta)) = map.get_mut("metadata") else { return };
+    let Some(Value::Object(meta)) = map.get_mut("metadata") else {
+        return;
+    };
     for field in SERVER_FIELDS {
         meta.shift_remove(field);
     }
@@ -42,7 +51,10 @@ mod tests {
             "data": {"k": "v"}, "status": {"phase": "x"}
         });
         normalize(&mut o);
-        assert_eq!(o, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"z": "1"}}, "data": {"k": "v"}}));
+        assert_eq!(
+            o,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"z": "1"}}, "data": {"k": "v"}})
+        );
         let keys: Vec<_> = o.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["apiVersion", "kind", "metadata", "data"]);
     }

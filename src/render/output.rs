@@ -17,9 +17,17 @@ pub const KUSTOMIZATION_FILE: &str = "kustomization.yaml";
 pub const CLUSTER_SCOPED_DIR: &str = "_cluster";
 
 pub fn object_file(id: &ObjectId) -> String {
-    let dir = id.namespace.as_deref().map(encode).unwrap_or_else(|| CLUSTER_SCOPED_DIR.to_string());
+    let dir = id
+        .namespace
+        .as_deref()
+        .map(encode)
+        .unwrap_or_else(|| CLUSTER_SCOPED_DIR.to_string());
     let kind = id.kind.to_ascii_lowercase();
-    let kind = if id.group.is_empty() { kind } else { format!("{kind}.{}", encode(&id.group)) };
+    let kind = if id.group.is_empty() {
+        kind
+    } else {
+        format!("{kind}.{}", encode(&id.group))
+    };
     format!("{dir}/{}_{}.yaml", encode(&kind), encode(&id.name))
 }
 
@@ -54,18 +62,32 @@ mod tests {
     use super::*;
 
     fn id(group: &str, kind: &str, ns: Option<&str>, name: &str) -> ObjectId {
-        ObjectId { group: group.into(), kind: kind.into(), namespace: ns.map(String::from), name: name.into() }
+        ObjectId {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: ns.map(String::from),
+            name: name.into(),
+        }
     }
 
     #[test]
     fn names_are_readable_and_collision_free() {
-        assert_eq!(object_file(&id("apps", "Deployment", Some("pos"), "api")), "pos/deployment.apps_api.yaml");
-        assert_eq!(object_file(&id("", "Namespace", None, "pos")), "_cluster/namespace_pos.yaml");
+        assert_eq!(
+            object_file(&id("apps", "Deployment", Some("pos"), "api")),
+            "pos/deployment.apps_api.yaml"
+        );
+        assert_eq!(
+            object_file(&id("", "Namespace", None, "pos")),
+            "_cluster/namespace_pos.yaml"
+        );
         assert_eq!(
             object_file(&id("rbac.authorization.k8s.io", "ClusterRole", None, "system:metrics")),
             "_cluster/clusterrole.rbac.authorization.k8s.io_system%3Ametrics.yaml"
         );
-        assert_ne!(object_file(&id("a", "K", None, "x")), object_file(&id("", "K", None, "x")));
+        assert_ne!(
+            object_file(&id("a", "K", None, "x")),
+            object_file(&id("", "K", None, "x"))
+        );
         assert_eq!(encode(".."), "%2E%2E");
         assert_eq!(encode("A_b/c"), "%41%5Fb%2Fc");
     }

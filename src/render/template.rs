@@ -62,9 +62,7 @@ impl<'env, 'src> Templates<'env, 'src> {
                 continue;
             }
             let c = match single_expression(text) {
-                Some(expr) => env
-                    .compile_expression_owned(expr.to_string())
-                    .map(Compiled::Expression),
+                Some(expr) => env.compile_expression_owned(expr.to_string()).map(Compiled::Expression),
                 None => env.template_from_str(text).map(Compiled::Template),
             }
             .map_err(|e| (text, describe(&e)))?;
@@ -89,9 +87,13 @@ impl<'env, 'src> Templates<'env, 'src> {
             }
             Some(Compiled::Template(template)) => {
                 let mut out = CappedWriter::default();
-                template
-                    .render_captured_to(context.clone(), &mut out)
-                    .map_err(|e| if out.overflow { format!("output is larger than {MAX_OUTPUT_BYTES} bytes") } else { describe(&e) })?;
+                template.render_captured_to(context.clone(), &mut out).map_err(|e| {
+                    if out.overflow {
+                        format!("output is larger than {MAX_OUTPUT_BYTES} bytes")
+                    } else {
+                        describe(&e)
+                    }
+                })?;
                 String::from_utf8(out.buf).map(Value::String).map_err(|e| e.to_string())
             }
             None => Err("internal error: template was not compiled".into()),
@@ -166,7 +168,11 @@ mod tests {
 
     #[test]
     fn runaway_templates_stop() {
-        let e = expand("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", json!({})).unwrap_err();
+        let e = expand(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            json!({}),
+        )
+        .unwrap_err();
         assert!(e.contains("fuel"), "{e}");
         let e = expand("{{ 'x' * 5000000 }} tail", json!({})).unwrap_err();
         assert!(e.contains("larger than"), "{e}");

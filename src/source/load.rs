@@ -12,8 +12,8 @@ use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, Workload};
 use crate::spec::{
-    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector,
-    PlacementDoc, TEMPLATE_ANNOTATION,
+    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc,
+    TEMPLATE_ANNOTATION,
 };
 use crate::yaml::{Doc, LineTree, Step, from_doc, parse_documents};
 
@@ -106,7 +106,13 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
         .map(|f| {
             let shown = tree.display_path(&f.path);
             let docs = parse_documents(&f.text, &shown)?;
-            Ok(docs.into_iter().map(|doc| Located { doc, path: shown.clone() }).collect())
+            Ok(docs
+                .into_iter()
+                .map(|doc| Located {
+                    doc,
+                    path: shown.clone(),
+                })
+                .collect())
         })
         .collect();
     for file_docs in parsed {
@@ -120,7 +126,10 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
 fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Result<()> {
     let at = Location::new(path, doc.line());
     let Some(object) = doc.value.as_object() else {
-        return Err(Error::at(at, format!("a document must be a mapping, not {}", type_name(&doc.value))));
+        return Err(Error::at(
+            at,
+            format!("a document must be a mapping, not {}", type_name(&doc.value)),
+        ));
     };
     let Some(kind) = object.get("kind") else {
         return Err(Error::at(at, "document has no `kind`"));
@@ -131,20 +140,41 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
     let api_version = object.get("apiVersion").and_then(Value::as_str);
     if api_version == Some(API_VERSION) || api_version.is_some_and(|v| v.starts_with("starmap.dev/")) {
         if api_version != Some(API_VERSION) {
-            return Err(Error::at(at, format!("unsupported apiVersion {:?}; this starmap reads {API_VERSION}", api_version.unwrap_or(""))));
+            return Err(Error::at(
+                at,
+                format!(
+                    "unsupported apiVersion {:?}; this starmap reads {API_VERSION}",
+                    api_version.unwrap_or("")
+                ),
+            ));
         }
         return match kind {
             "Cluster" => {
-                parts.clusters.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
+                parts.clusters.push(Spec {
+                    doc: from_doc(&doc, path)?,
+                    at,
+                    lines: doc.lines,
+                });
                 Ok(())
             }
-            _ if inventory_only => Err(Error::at(at, format!("the inventory holds only Cluster objects, not {kind}"))),
+            _ if inventory_only => Err(Error::at(
+                at,
+                format!("the inventory holds only Cluster objects, not {kind}"),
+            )),
             "Placement" => {
-                parts.placements.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
+                parts.placements.push(Spec {
+                    doc: from_doc(&doc, path)?,
+                    at,
+                    lines: doc.lines,
+                });
                 Ok(())
             }
             "Customization" => {
-                parts.customizations.push(Spec { doc: from_doc(&doc, path)?, at, lines: doc.lines });
+                parts.customizations.push(Spec {
+                    doc: from_doc(&doc, path)?,
+                    at,
+                    lines: doc.lines,
+                });
                 Ok(())
             }
             other => Err(Error::at(
@@ -154,7 +184,10 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         };
     }
     if inventory_only {
-        return Err(Error::at(at, format!("the inventory holds only Cluster objects, not {kind}")));
+        return Err(Error::at(
+            at,
+            format!("the inventory holds only Cluster objects, not {kind}"),
+        ));
     }
     if api_version.is_none() {
         return Err(Error::at(at, format!("{kind} has no `apiVersion`")));
@@ -166,7 +199,10 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         for (i, item) in items.iter().enumerate() {
             let item_path = [Step::Key("items"), Step::Index(i)];
             let line = doc.lines.line_at(&item_path);
-            let item_doc = Doc { value: item.clone(), lines: doc.lines.clone() };
+            let item_doc = Doc {
+                value: item.clone(),
+                lines: doc.lines.clone(),
+            };
             let workload = workload(item_doc, path, line, &item_path)?;
             parts.workloads.push(workload);
         }
@@ -187,14 +223,23 @@ fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload
             _ => Value::Null,
         };
     }
-    if !value.is_object() || value.get("kind").and_then(Value::as_str).is_none() || value.get("apiVersion").and_then(Value::as_str).is_none() {
-        return Err(Error::at(location, "a Kubernetes object needs string `apiVersion` and `kind`"));
+    if !value.is_object()
+        || value.get("kind").and_then(Value::as_str).is_none()
+        || value.get("apiVersion").and_then(Value::as_str).is_none()
+    {
+        return Err(Error::at(
+            location,
+            "a Kubernetes object needs string `apiVersion` and `kind`",
+        ));
     }
     let Some(id) = ObjectId::of(&value) else {
         return Err(Error::at(location, "object has no `metadata.name`"));
     };
     let annotation = value
-        .pointer(&format!("/metadata/annotations/{}", TEMPLATE_ANNOTATION.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            TEMPLATE_ANNOTATION.replace('/', "~1")
+        ))
         .cloned();
     let templated = match annotation {
         None => false,
@@ -212,7 +257,13 @@ fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload
     if !at.is_empty() {
         lines = lines.subtree(at).unwrap_or_default();
     }
-    Ok(Workload { object: value, id, source: location, lines, templated })
+    Ok(Workload {
+        object: value,
+        id,
+        source: location,
+        lines,
+        templated,
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -233,14 +284,20 @@ fn check_api_version<T>(spec: &Spec<T>, api_version: &str) -> Result<()> {
     if api_version == API_VERSION {
         Ok(())
     } else {
-        Err(Error::at(spec.field(&API_VERSION_PATH), format!("apiVersion must be {API_VERSION}")))
+        Err(Error::at(
+            spec.field(&API_VERSION_PATH),
+            format!("apiVersion must be {API_VERSION}"),
+        ))
     }
 }
 
 fn check_selectors<T>(spec: &Spec<T>, selectors: &[LabelSelector], field: &'static str) -> Result<()> {
     for (i, s) in selectors.iter().enumerate() {
         s.validate().map_err(|e| {
-            Error::at(spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]), format!("spec.{field}[{i}]: {e}"))
+            Error::at(
+                spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]),
+                format!("spec.{field}[{i}]: {e}"),
+            )
         })?;
     }
     Ok(())
@@ -251,7 +308,10 @@ fn check_unique<'a>(kind: &str, items: impl Iterator<Item = (&'a str, Location)>
     let mut seen: HashMap<&str, Location> = HashMap::new();
     for (name, at) in items {
         if let Some(first) = seen.get(name) {
-            return Err(Error::at(at, format!("duplicate {kind} {name:?} (also defined at {first})")));
+            return Err(Error::at(
+                at,
+                format!("duplicate {kind} {name:?} (also defined at {first})"),
+            ));
         }
         seen.insert(name, at);
     }
@@ -264,7 +324,12 @@ impl Parts {
         for spec in &self.clusters {
             clusters.push(cluster(spec)?);
         }
-        check_unique("cluster", self.clusters.iter().map(|c| (c.doc.metadata.name.as_str(), c.field(&NAME_PATH))))?;
+        check_unique(
+            "cluster",
+            self.clusters
+                .iter()
+                .map(|c| (c.doc.metadata.name.as_str(), c.field(&NAME_PATH))),
+        )?;
         let known: HashMap<&str, ()> = clusters.iter().map(|c: &Cluster| (c.name.as_str(), ())).collect();
         let check_names = |spec_at: &dyn Fn(&[Step<'_>]) -> Location, names: &[String]| -> Result<()> {
             for (i, name) in names.iter().enumerate() {
@@ -287,12 +352,26 @@ impl Parts {
             check_selectors(&spec, &doc.spec.cluster_selectors, "clusterSelectors")?;
             check_names(&|p| spec.field(p), &doc.spec.clusters)?;
             if doc.spec.workloads.is_empty() {
-                return Err(Error::at(spec.field(&[Step::Key("spec"), Step::Key("workloads")]), "spec.workloads needs at least one object test"));
+                return Err(Error::at(
+                    spec.field(&[Step::Key("spec"), Step::Key("workloads")]),
+                    "spec.workloads needs at least one object test",
+                ));
             }
             let workloads = compile_tests(&spec, &doc.spec.workloads, "workloads")?;
-            placements.push((Placement { name, spec: spec.doc.spec.clone(), workloads, location: spec.at.clone() }, spec.field(&NAME_PATH)));
+            placements.push((
+                Placement {
+                    name,
+                    spec: spec.doc.spec.clone(),
+                    workloads,
+                    location: spec.at.clone(),
+                },
+                spec.field(&NAME_PATH),
+            ));
         }
-        check_unique("Placement", placements.iter().map(|(p, at)| (p.name.as_str(), at.clone())))?;
+        check_unique(
+            "Placement",
+            placements.iter().map(|(p, at)| (p.name.as_str(), at.clone())),
+        )?;
         let mut placements: Vec<Placement> = placements.into_iter().map(|(p, _)| p).collect();
 
         let mut customizations = Vec::new();
@@ -308,14 +387,29 @@ impl Parts {
                 check_names(&|p| spec.field(p), names)?;
             }
             if doc.spec.targets.is_empty() {
-                return Err(Error::at(spec.field(&[Step::Key("spec"), Step::Key("targets")]), "spec.targets needs at least one object test"));
+                return Err(Error::at(
+                    spec.field(&[Step::Key("spec"), Step::Key("targets")]),
+                    "spec.targets needs at least one object test",
+                ));
             }
             let targets = compile_tests(&spec, &doc.spec.targets, "targets")?;
             check_patches(&spec)?;
             let name_at = spec.field(&NAME_PATH);
-            customizations.push((Customization { name, spec: spec.doc.spec, targets, location: spec.at, lines: spec.lines }, name_at));
+            customizations.push((
+                Customization {
+                    name,
+                    spec: spec.doc.spec,
+                    targets,
+                    location: spec.at,
+                    lines: spec.lines,
+                },
+                name_at,
+            ));
         }
-        check_unique("Customization", customizations.iter().map(|(c, at)| (c.name.as_str(), at.clone())))?;
+        check_unique(
+            "Customization",
+            customizations.iter().map(|(c, at)| (c.name.as_str(), at.clone())),
+        )?;
         let mut customizations: Vec<Customization> = customizations.into_iter().map(|(c, _)| c).collect();
 
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
@@ -323,16 +417,32 @@ impl Parts {
         customizations.sort_by(|a, b| (a.spec.order, &a.name).cmp(&(b.spec.order, &b.name)));
         let mut workloads = self.workloads;
         workloads.sort_by(|a, b| a.source.cmp(&b.source));
-        Ok(Model { source, config, clusters, placements, customizations, workloads })
+        Ok(Model {
+            source,
+            config,
+            clusters,
+            placements,
+            customizations,
+            workloads,
+        })
     }
 }
 
-fn compile_tests<T>(spec: &Spec<T>, tests: &[spec::ObjectTest], field: &'static str) -> Result<Vec<spec::CompiledObjectTest>> {
+fn compile_tests<T>(
+    spec: &Spec<T>,
+    tests: &[spec::ObjectTest],
+    field: &'static str,
+) -> Result<Vec<spec::CompiledObjectTest>> {
     tests
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            t.compile().map_err(|e| Error::at(spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]), format!("spec.{field}[{i}]: {e}")))
+            t.compile().map_err(|e| {
+                Error::at(
+                    spec.field(&[Step::Key("spec"), Step::Key(field), Step::Index(i)]),
+                    format!("spec.{field}[{i}]: {e}"),
+                )
+            })
         })
         .collect()
 }
@@ -343,14 +453,20 @@ fn check_patches(spec: &Spec<CustomizationDoc>) -> Result<()> {
     for (i, patch) in spec.doc.spec.patches.iter().enumerate() {
         if let Err(e) = serde_json::from_value::<json_patch::PatchOperation>(patch.clone()) {
             let here = spec.field(&[Step::Key("spec"), Step::Key("patches"), Step::Index(i)]);
-            return Err(Error::at(here, format!("spec.patches[{i}]: not an RFC 6902 operation: {e}")));
+            return Err(Error::at(
+                here,
+                format!("spec.patches[{i}]: not an RFC 6902 operation: {e}"),
+            ));
         }
     }
     if let Some(merge) = &spec.doc.spec.merge
         && !merge.is_object()
     {
         let here = spec.field(&[Step::Key("spec"), Step::Key("merge")]);
-        return Err(Error::at(here, "spec.merge must be a mapping (an RFC 7386 merge patch)"));
+        return Err(Error::at(
+            here,
+            "spec.merge must be a mapping (an RFC 7386 merge patch)",
+        ));
     }
     Ok(())
 }
@@ -363,12 +479,25 @@ fn cluster(spec: &Spec<ClusterDoc>) -> Result<Cluster> {
     let mut labels: BTreeMap<String, String> = doc.metadata.labels.clone();
     match labels.get(CLUSTER_NAME_LABEL) {
         Some(v) if *v != name => {
-            let at = spec.field(&[Step::Key("metadata"), Step::Key("labels"), Step::Key(CLUSTER_NAME_LABEL)]);
-            return Err(Error::at(at, format!("label {CLUSTER_NAME_LABEL} is implicit and must equal the cluster name {name:?}")));
+            let at = spec.field(&[
+                Step::Key("metadata"),
+                Step::Key("labels"),
+                Step::Key(CLUSTER_NAME_LABEL),
+            ]);
+            return Err(Error::at(
+                at,
+                format!("label {CLUSTER_NAME_LABEL} is implicit and must equal the cluster name {name:?}"),
+            ));
         }
         _ => {
             labels.insert(CLUSTER_NAME_LABEL.into(), name.clone());
         }
     }
-    Ok(Cluster { name, labels, annotations: doc.metadata.annotations.clone(), spec: doc.spec.clone(), location: spec.at.clone() })
+    Ok(Cluster {
+        name,
+        labels,
+        annotations: doc.metadata.annotations.clone(),
+        spec: doc.spec.clone(),
+        location: spec.at.clone(),
+    })
 }

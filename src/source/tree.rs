@@ -41,7 +41,11 @@ impl SourceTree {
             read_remote(&repo_spec)?
         } else if let Some(reference) = &repo_spec.reference {
             let repo = git2::Repository::open(&repo_spec.location).map_err(|e| {
-                Error::msg(format!("{}: not a git repository ({})", repo_spec.location, e.message()))
+                Error::msg(format!(
+                    "{}: not a git repository ({})",
+                    repo_spec.location,
+                    e.message()
+                ))
             })?;
             read_git(&repo, reference)?
         } else {
@@ -87,11 +91,21 @@ fn decode(bytes: Vec<u8>, shown_as: &str) -> Result<String> {
 fn read_single_file(path: &Path) -> Result<SourceTree> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::msg(format!("{shown}: {e}")))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
     Ok(SourceTree {
-        path_prefix: if parent.is_empty() { String::new() } else { format!("{parent}/") },
-        files: vec![SourceFile { text: decode(bytes, &shown)?, path: name }],
+        path_prefix: if parent.is_empty() {
+            String::new()
+        } else {
+            format!("{parent}/")
+        },
+        files: vec![SourceFile {
+            text: decode(bytes, &shown)?,
+            path: name,
+        }],
         ..Default::default()
     })
 }
@@ -112,7 +126,10 @@ fn read_dir(root: &Path) -> Result<SourceTree> {
         let entry = entry.map_err(|e| Error::msg(format!("{}: {e}", root.display())))?;
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
         let Some(rel) = rel.to_str() else {
-            return Err(Error::msg(format!("{}: file name is not UTF-8", entry.path().display())));
+            return Err(Error::msg(format!(
+                "{}: file name is not UTF-8",
+                entry.path().display()
+            )));
         };
         let rel = rel.replace('\\', "/");
         let file_type = entry.file_type();
@@ -120,9 +137,10 @@ fn read_dir(root: &Path) -> Result<SourceTree> {
             continue;
         }
         if file_type.is_symlink() {
-            let target = entry.path().canonicalize().map_err(|_| {
-                Error::at(Location::new(&rel, 0), "symlink points to nothing")
-            })?;
+            let target = entry
+                .path()
+                .canonicalize()
+                .map_err(|_| Error::at(Location::new(&rel, 0), "symlink points to nothing"))?;
             if !target.starts_with(&canonical_root) {
                 return Err(Error::at(
                     Location::new(&rel, 0),
@@ -138,7 +156,10 @@ fn read_dir(root: &Path) -> Result<SourceTree> {
             continue;
         }
         let bytes = std::fs::read(entry.path()).map_err(|e| Error::msg(format!("{rel}: {e}")))?;
-        files.push(SourceFile { text: decode(bytes, &rel)?, path: rel });
+        files.push(SourceFile {
+            text: decode(bytes, &rel)?,
+            path: rel,
+        });
     }
     Ok(SourceTree {
         commit: work_tree_commit(&canonical_root),
@@ -178,7 +199,10 @@ fn read_remote(spec: &RepoSpec) -> Result<SourceTree> {
             return read_git(&repo, candidate);
         }
     }
-    Err(Error::msg(format!("{}: no branch, tag or commit {reference:?}", spec.location)))
+    Err(Error::msg(format!(
+        "{}: no branch, tag or commit {reference:?}",
+        spec.location
+    )))
 }
 
 /// Read a commit's tree straight from the object database (no work tree needed).
@@ -222,7 +246,10 @@ fn read_git_entry(
     match entry.filemode() {
         0o100644 | 0o100755 if wanted(path) => {
             let blob = repo.find_blob(entry.id())?;
-            Ok(Some(SourceFile { text: decode(blob.content().to_vec(), path)?, path: path.into() }))
+            Ok(Some(SourceFile {
+                text: decode(blob.content().to_vec(), path)?,
+                path: path.into(),
+            }))
         }
         0o120000 => {
             let blob = repo.find_blob(entry.id())?;
@@ -234,13 +261,19 @@ fn read_git_entry(
                 ));
             };
             let Ok(target_entry) = root.get_path(Path::new(&resolved)) else {
-                return Err(Error::at(Location::new(path, 0), format!("symlink points to nothing ({target})")));
+                return Err(Error::at(
+                    Location::new(path, 0),
+                    format!("symlink points to nothing ({target})"),
+                ));
             };
             if target_entry.kind() != Some(git2::ObjectType::Blob) || !wanted(path) {
                 return Ok(None);
             }
             let blob = repo.find_blob(target_entry.id())?;
-            Ok(Some(SourceFile { text: decode(blob.content().to_vec(), path)?, path: path.into() }))
+            Ok(Some(SourceFile {
+                text: decode(blob.content().to_vec(), path)?,
+                path: path.into(),
+            }))
         }
         _ => Ok(None),
     }
@@ -272,7 +305,10 @@ mod tests {
 
     #[test]
     fn symlink_targets_must_stay_inside() {
-        assert_eq!(resolve_inside("a/b/link.yaml", "../c.yaml").as_deref(), Some("a/c.yaml"));
+        assert_eq!(
+            resolve_inside("a/b/link.yaml", "../c.yaml").as_deref(),
+            Some("a/c.yaml")
+        );
         assert_eq!(resolve_inside("link.yaml", "../outside.yaml"), None);
         assert_eq!(resolve_inside("a/link.yaml", "/etc/passwd"), None);
     }

@@ -256,7 +256,10 @@ mod tests {
         assert!(!req("region", Operator::In, &["us-east"]).matches(&bare));
         assert!(req("region", Operator::NotIn, &["eu"]).matches(&east));
         assert!(!req("region", Operator::NotIn, &["us-east"]).matches(&east));
-        assert!(req("region", Operator::NotIn, &["us-east"]).matches(&bare), "missing key satisfies NotIn");
+        assert!(
+            req("region", Operator::NotIn, &["us-east"]).matches(&bare),
+            "missing key satisfies NotIn"
+        );
         assert!(req("tier", Operator::Exists, &[]).matches(&east));
         assert!(!req("tier", Operator::Exists, &[]).matches(&bare));
         assert!(req("tier", Operator::DoesNotExist, &[]).matches(&bare));

@@ -204,10 +204,7 @@ struct StackBuf {
 
 impl StackBuf {
     fn new() -> Self {
-        StackBuf {
-            buf: [0; 64],
-            len: 0,
-        }
+        StackBuf { buf: [0; 64], len: 0 }
     }
     fn as_str(&self) -> &str {
         // Only whole `&str`s are ever copied in, so this is valid UTF-8.
@@ -498,14 +495,9 @@ mod tests {
                     x.as_i64() == y.as_i64() && x.as_u64() == y.as_u64()
                 }
             }
-            (Value::Array(x), Value::Array(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-            }
+            (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
             (Value::Object(x), Value::Object(y)) => {
-                x.len() == y.len()
-                    && x.iter()
-                        .zip(y)
-                        .all(|((kp, p), (kq, q))| kp == kq && same(p, q))
+                x.len() == y.len() && x.iter().zip(y).all(|((kp, p), (kq, q))| kp == kq && same(p, q))
             }
             _ => a == b,
         }
@@ -594,10 +586,7 @@ mod tests {
             ("-.inf", "\"-.inf\""),
             (".NaN", "\".NaN\""),
             ("2001-12-14", "\"2001-12-14\""),
-            (
-                "2001-12-14t21:59:43.10-05:00",
-                "\"2001-12-14t21:59:43.10-05:00\"",
-            ),
+            ("2001-12-14t21:59:43.10-05:00", "\"2001-12-14t21:59:43.10-05:00\""),
             ("=", "\"=\""),
             ("<<", "\"<<\""),
             // Indicators.
@@ -671,9 +660,7 @@ mod tests {
             write_double_quoted(&mut ours, s);
             assert_eq!(serde_json::from_str::<String>(&ours).unwrap(), s);
             assert_eq!(parse(&format!("k: {ours}\n")), json!({ "k": s }), "{ours}");
-            assert!(!ours.contains([
-                '\u{7f}', '\u{85}', '\u{9f}', '\u{2028}', '\u{2029}', '\u{feff}'
-            ]));
+            assert!(!ours.contains(['\u{7f}', '\u{85}', '\u{9f}', '\u{2028}', '\u{2029}', '\u{feff}']));
         }
     }
 
@@ -703,10 +690,7 @@ mod tests {
         let long = "k".repeat(1500);
         let v = json!({ long.clone(): [1, 2], "short": {long.clone(): {"a": "b"}}, "l": [{long.clone(): 1}] });
         let y = assert_round_trip(&v);
-        assert!(
-            y.starts_with(&format!("? {long}\n:\n  - 1\n  - 2\n")),
-            "{y}"
-        );
+        assert!(y.starts_with(&format!("? {long}\n:\n  - 1\n  - 2\n")), "{y}");
         assert!(y.contains(&format!("- ? {long}\n  : 1\n")), "{y}");
         for len in 990..1030 {
             let v = json!({ "k".repeat(len): 1, "\"".repeat(len / 2): [{ "é".repeat(len): 2 }] });
@@ -727,10 +711,7 @@ mod tests {
     #[test]
     fn key_order_is_kept() {
         let v: Value = serde_json::from_str(r#"{"z": 1, "a": 2, "m": {"y": 1, "b": 2}}"#).unwrap();
-        assert_eq!(
-            assert_round_trip(&v),
-            "z: 1\na: 2\nm:\n  \"y\": 1\n  b: 2\n"
-        );
+        assert_eq!(assert_round_trip(&v), "z: 1\na: 2\nm:\n  \"y\": 1\n  b: 2\n");
     }
 
     #[test]
@@ -786,11 +767,7 @@ mod tests {
             ("a\n\u{7}", "k: \"a\\n\\u0007\"\n"),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                assert_round_trip(&json!({ "k": input })),
-                *want,
-                "for {input:?}"
-            );
+            assert_eq!(assert_round_trip(&json!({ "k": input })), *want, "for {input:?}");
         }
         // In a sequence, in a compact mapping, nested, and at the top level.
         let v = json!({"args": ["a\nb\n", {"script": "x\ny"}], "deep": {"er": "p\nq\n"}});
@@ -799,10 +776,7 @@ mod tests {
             "args:\n- |\n  a\n  b\n- script: |-\n    x\n    y\ndeep:\n  er: |\n    p\n    q\n"
         );
         assert_eq!(assert_round_trip(&json!("a\nb\n")), "|\n  a\n  b\n");
-        assert_eq!(
-            assert_round_trip(&json!([["a\nb"]])),
-            "- - |-\n    a\n    b\n"
-        );
+        assert_eq!(assert_round_trip(&json!([["a\nb"]])), "- - |-\n    a\n    b\n");
     }
 
     #[test]
@@ -827,10 +801,7 @@ mod tests {
             (json!(5e-324), "5.0e-324"),
         ];
         for (v, want) in cases {
-            assert_eq!(
-                assert_round_trip(&json!({ "k": v })),
-                format!("k: {want}\n")
-            );
+            assert_eq!(assert_round_trip(&json!({ "k": v })), format!("k: {want}\n"));
         }
     }
 
@@ -1038,10 +1009,7 @@ mod tests {
         {
             Some(seed) => proptest::test_runner::TestRunner::new_with_rng(
                 ProptestConfig::default(),
-                proptest::test_runner::TestRng::from_seed(
-                    proptest::test_runner::RngAlgorithm::ChaCha,
-                    &[seed; 32],
-                ),
+                proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &[seed; 32]),
             ),
             None => proptest::test_runner::TestRunner::deterministic(),
         };
@@ -1053,9 +1021,7 @@ mod tests {
         let mut out = String::new();
         for v in &docs {
             let yaml = to_yaml_string(v);
-            out.push_str(
-                &serde_json::to_string(&(yaml, serde_json::to_string(v).unwrap())).unwrap(),
-            );
+            out.push_str(&serde_json::to_string(&(yaml, serde_json::to_string(v).unwrap())).unwrap());
             out.push('\n');
         }
         std::fs::write(&path, out).unwrap();

@@ -57,12 +57,10 @@ impl LineTree {
         for step in path {
             match (&node.children, step) {
                 (Children::Seq(items), Step::Index(i)) if *i < items.len() => node = &items[*i],
-                (Children::Map(entries), Step::Key(k)) => {
-                    match entries.iter().find(|(key, _, _)| key == k) {
-                        Some((_, _, sub)) => node = sub,
-                        None => return node.line,
-                    }
-                }
+                (Children::Map(entries), Step::Key(k)) => match entries.iter().find(|(key, _, _)| key == k) {
+                    Some((_, _, sub)) => node = sub,
+                    None => return node.line,
+                },
                 _ => return node.line,
             }
         }
@@ -102,11 +100,14 @@ impl LineTree {
 /// Parse every document of a YAML (or JSON) text. Empty documents are skipped.
 /// `path` is only used in error messages.
 pub fn parse_documents(text: &str, path: &str) -> Result<Vec<Doc>> {
-    let nodes: Vec<Node> = serde_saphyr::from_str_multiple_with_options(text, options())
-        .map_err(|e| saphyr_error(&e, path))?;
+    let nodes: Vec<Node> =
+        serde_saphyr::from_str_multiple_with_options(text, options()).map_err(|e| saphyr_error(&e, path))?;
     nodes
         .into_iter()
-        .map(|n| n.into_doc().map_err(|(line, m)| Error::at(Location::new(path, line), m)))
+        .map(|n| {
+            n.into_doc()
+                .map_err(|(line, m)| Error::at(Location::new(path, line), m))
+        })
         .collect()
 }
 
@@ -146,7 +147,10 @@ fn saphyr_error(e: &serde_saphyr::Error, path: &str) -> Error {
         Some(i) => &first_line[..i],
         None => first_line,
     };
-    Error::at(Location::new(path, line), format!("invalid YAML: {}", plain_message(message.trim())))
+    Error::at(
+        Location::new(path, line),
+        format!("invalid YAML: {}", plain_message(message.trim())),
+    )
 }
 
 /// serde-saphyr's wording for limits and policies, in a user's terms.
@@ -198,7 +202,15 @@ impl Node {
 
     fn split(self) -> Result<(Value, LineTree), (u32, String)> {
         let line = self.line;
-        let leaf = |value| Ok((value, LineTree { line, children: Children::Leaf }));
+        let leaf = |value| {
+            Ok((
+                value,
+                LineTree {
+                    line,
+                    children: Children::Leaf,
+                },
+            ))
+        };
         match self.kind {
             Kind::Null => leaf(Value::Null),
             Kind::Bool(b) => leaf(Value::Bool(b)),
@@ -217,7 +229,13 @@ impl Node {
                     values.push(v);
                     trees.push(t);
                 }
-                Ok((Value::Array(values), LineTree { line, children: Children::Seq(trees) }))
+                Ok((
+                    Value::Array(values),
+                    LineTree {
+                        line,
+                        children: Children::Seq(trees),
+                    },
+                ))
             }
             Kind::Map(entries) => {
                 let mut map = Map::with_capacity(entries.len());
@@ -228,7 +246,13 @@ impl Node {
                     map.insert(key.value.0.clone(), v);
                     trees.push((key.value.0, key_line, t));
                 }
-                Ok((Value::Object(map), LineTree { line, children: Children::Map(trees) }))
+                Ok((
+                    Value::Object(map),
+                    LineTree {
+                        line,
+                        children: Children::Map(trees),
+                    },
+                ))
             }
         }
     }
@@ -338,11 +362,17 @@ mod tests {
 
     #[test]
     fn documents_keep_lines_of_every_node() {
-        let text = "# comment\n---\napiVersion: v1\nkind: ConfigMap\ndata:\n  a: \"1\"\n  b: [x, y]\n---\n---\nkind: Other\n";
+        let text =
+            "# comment\n---\napiVersion: v1\nkind: ConfigMap\ndata:\n  a: \"1\"\n  b: [x, y]\n---\n---\nkind: Other\n";
         let docs = parse_documents(text, "f.yaml").unwrap();
         assert_eq!(docs.len(), 2, "empty documents are skipped");
         assert_eq!(docs[0].line(), 3);
-        assert_eq!(docs[0].lines.line_at(&[Step::Key("data"), Step::Key("b"), Step::Index(1)]), 7);
+        assert_eq!(
+            docs[0]
+                .lines
+                .line_at(&[Step::Key("data"), Step::Key("b"), Step::Index(1)]),
+            7
+        );
         assert_eq!(docs[0].lines.key_line(&[Step::Key("data")], "b"), Some(7));
         assert_eq!(docs[1].line(), 10);
     }

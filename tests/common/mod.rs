@@ -69,7 +69,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -101,7 +105,10 @@ pub fn snapshot(dir: &Path) -> RepoSnapshot {
     }
     let mut files = BTreeMap::new();
     if dir.exists() {
-        for entry in walkdir::WalkDir::new(dir).into_iter().filter_entry(|e| e.file_name() != ".git") {
+        for entry in walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".git")
+        {
             let entry = entry.unwrap();
             if entry.file_type().is_file() {
                 let rel = entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
@@ -120,7 +127,10 @@ pub fn tree_files(dir: &Path, refname: &str) -> BTreeMap<String, String> {
     tree.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
         if e.kind() == Some(git2::ObjectType::Blob) {
             let blob = repo.find_blob(e.id()).unwrap();
-            files.insert(format!("{parent}{}", e.name().unwrap()), String::from_utf8_lossy(blob.content()).into_owned());
+            files.insert(
+                format!("{parent}{}", e.name().unwrap()),
+                String::from_utf8_lossy(blob.content()).into_owned(),
+            );
         }
         git2::TreeWalkResult::Ok
     })
@@ -145,6 +155,10 @@ pub fn render(source: &Path, deploy: &Path) -> String {
         .arg(deploy)
         .output()
         .unwrap();
-    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
