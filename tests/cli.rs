@@ -479,7 +479,7 @@ fn explain_json() {
     assert_eq!(o["object"], "ConfigMap/pos/pos-config");
     assert_eq!(o["source"], "workloads/pos/pos-config.yaml:4");
     assert_eq!(o["file"], "clusters/store-1001/pos/configmap_pos-config.yaml");
-    let by = o["placed_by"].as_array().unwrap();
+    let by = o["placedBy"].as_array().unwrap();
     assert_eq!(by.len(), 1);
     assert_eq!(by[0]["placement"], "pos");
     assert!(
@@ -488,10 +488,7 @@ fn explain_json() {
         by[0]
     );
     assert!(
-        by[0]["cluster_by"]
-            .as_str()
-            .unwrap()
-            .starts_with("clusterSelectors[0] "),
+        by[0]["clusterBy"].as_str().unwrap().starts_with("clusterSelectors[0] "),
         "{}",
         by[0]
     );
@@ -506,7 +503,7 @@ fn explain_json() {
             .iter()
             .all(|c| c["customization"].is_string() && c["what"].is_string())
     );
-    assert_eq!(v["not_placed"], json!([]));
+    assert_eq!(v["notPlaced"], json!([]));
 
     let v = json_of(&explain(
         "store-2001",
@@ -514,7 +511,7 @@ fn explain_json() {
     ));
     assert_eq!(v["placed"], json!([]));
     assert_eq!(
-        v["not_placed"],
+        v["notPlaced"],
         json!([{"object": "Deployment/storefront/storefront", "source": "workloads/storefront/deployment.yaml:4", "why": "placements lab-storefront-preview, storefront select this object but not this cluster"}])
     );
 
@@ -522,7 +519,7 @@ fn explain_json() {
     let v = json_of(&explain("store-2001", &["-o", "json"]));
     assert_eq!(v["placed"].as_array().unwrap().len(), 14);
     assert_eq!(
-        v["placed"].as_array().unwrap().len() + v["not_placed"].as_array().unwrap().len(),
+        v["placed"].as_array().unwrap().len() + v["notPlaced"].as_array().unwrap().len(),
         25
     );
 }

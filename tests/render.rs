@@ -903,6 +903,26 @@ fn a_new_source_commit_that_changes_nothing_makes_no_commit() {
     assert_eq!(snapshot(&w.deploy), before);
 }
 
+#[test]
+fn moving_objects_within_their_files_makes_no_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixtures(), &src);
+    let deploy = tmp.path().join("deploy");
+    render(&src, &deploy, &[]);
+    let before = snapshot(&deploy);
+    // Comment lines above objects shift every line below them: the output and its index
+    // record source paths, not lines, so nothing changes in the deploy repo.
+    for rel in ["workloads/pos/pos-backend.yaml", "workloads/monitoring/rbac.yaml"] {
+        let path = src.join(rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("# reviewed\n# by the platform team\n{text}")).unwrap();
+    }
+    let out = render(&src, &deploy, &[]);
+    assert!(out.contains("no changes"), "{out}");
+    assert_eq!(snapshot(&deploy), before);
+}
+
 // ---------------------------------------------------------------------------------------
 // Changes are local to the cluster that changed; output is deterministic
 // ---------------------------------------------------------------------------------------

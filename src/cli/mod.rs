@@ -62,9 +62,6 @@ fn load(args: &SourceArgs) -> Result<(Model, Plan)> {
     };
     let model = load_model(&source, &inventory)?;
     let plan = plan::build(&model)?;
-    for w in &plan.warnings {
-        tracing::warn!("{w}");
-    }
     tracing::info!(
         clusters = model.clusters.len(),
         placements = model.placements.len(),
@@ -78,8 +75,19 @@ fn load(args: &SourceArgs) -> Result<(Model, Plan)> {
 
 fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
     let env = render::environment();
     let renderer = Renderer::new(&model, &env)?;
+    let fresh_path = !starmap::git::is_url(&a.deploy) && !std::path::Path::new(&a.deploy).exists();
+    if a.dry_run && fresh_path {
+        // Nothing to compare with and nothing to create: everything would be new.
+        let changes = deploy::plan(&model, &plan, &renderer, None, false)?;
+        let outcome = deploy::Outcome::not_written(&model, changes);
+        output::render_result(&model, &a.deploy, &a.branch, &outcome, true, a.output);
+        return Ok(ExitCode::SUCCESS);
+    }
     let deploy = DeployRepo::open(&a.deploy, &a.branch, a.push, !a.dry_run)?;
     let options = WriteOptions {
         push: a.push,
@@ -97,7 +105,7 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "render done"
     );
-    output::render_result(&model, &deploy, &outcome, a.dry_run, a.output);
+    output::render_result(&model, &deploy.display, &deploy.branch, &outcome, a.dry_run, a.output);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,12 +163,12 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
                 println!("warning: {w}");
             }
             println!(
-                "valid: {} clusters, {} placements, {} customizations, {} workload objects; {} objects rendered",
-                model.clusters.len(),
-                model.placements.len(),
-                model.customizations.len(),
-                model.workloads.len(),
-                objects
+                "valid: {}, {}, {}, {}; {} rendered",
+                output::count(model.clusters.len(), "cluster"),
+                output::count(model.placements.len(), "placement"),
+                output::count(model.customizations.len(), "customization"),
+                output::count(model.workloads.len(), "workload object"),
+                output::count(objects, "object"),
             );
         }
     }

@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use serde_json::json;
 use starmap::Model;
+use starmap::deploy::Outcome;
 use starmap::deploy::changes::{ChangeKind, Changes};
-use starmap::deploy::{DeployRepo, Outcome};
 use starmap::plan::explain::Explanation;
 
 use super::args::OutputFormat;
@@ -36,13 +36,25 @@ fn summary(changes: &Changes) -> String {
     )
 }
 
-pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_run: bool, format: OutputFormat) {
+/// `n thing` or `n things`.
+pub fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
+pub fn render_result(
+    model: &Model,
+    deploy: &str,
+    branch: &str,
+    outcome: &Outcome,
+    dry_run: bool,
+    format: OutputFormat,
+) {
     if format == OutputFormat::Json {
         print_json(&json!({
             "commit": outcome.commit.map(|c| c.to_string()),
             "pushed": outcome.pushed,
             "dryRun": dry_run,
-            "branch": deploy.branch,
+            "branch": branch,
             "clustersRendered": outcome.rendered,
             "clustersUnchanged": outcome.reused,
             "changes": outcome.changes,
@@ -58,7 +70,7 @@ pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_
         outcome.reused
     );
     if outcome.changes.is_empty() {
-        println!("no changes: {} branch {} is up to date", deploy.display, deploy.branch);
+        println!("no changes: {deploy} branch {branch} is up to date");
         return;
     }
     match (outcome.commit, dry_run) {
@@ -67,12 +79,12 @@ pub fn render_result(model: &Model, deploy: &DeployRepo, outcome: &Outcome, dry_
             println!(
                 "committed {} on {} in {}: {}",
                 short(&commit),
-                deploy.branch,
-                deploy.display,
+                branch,
+                deploy,
                 summary(&outcome.changes).replace(" to change", " changed")
             );
             if outcome.pushed {
-                println!("pushed {} to origin", deploy.branch);
+                println!("pushed {branch} to origin");
             }
         }
         (None, false) => {}
@@ -126,24 +138,39 @@ pub fn plan_result(
     }
 }
 
-/// Unified diffs of every changed file, `a/` the tip and `b/` the render.
+/// Unified diffs of every changed file (objects and `kustomization.yaml`), `a/` the tip
+/// and `b/` the render.
 fn unified_diffs(changes: &Changes, repo: Option<&git2::Repository>) -> String {
+    let read = |oid: Option<git2::Oid>| {
+        oid.and_then(|oid| repo.and_then(|r| r.find_blob(oid).ok()))
+            .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+            .unwrap_or_default()
+    };
     let mut out = String::new();
     for c in &changes.clusters {
-        for o in &c.objects {
-            let old = o
-                .old
-                .and_then(|oid| repo.and_then(|r| r.find_blob(oid).ok()))
-                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
-                .unwrap_or_default();
-            let new = o.new.clone().unwrap_or_default();
-            let path = format!("clusters/{}/{}", c.cluster, o.file);
-            let (a, b) = match o.change {
-                ChangeKind::Added => ("/dev/null".to_string(), format!("b/{path}")),
-                ChangeKind::Removed => (format!("a/{path}"), "/dev/null".to_string()),
-                ChangeKind::Changed => (format!("a/{path}"), format!("b/{path}")),
+        let mut files: Vec<(&str, Option<git2::Oid>, Option<&str>)> = c
+            .objects
+            .iter()
+            .map(|o| (o.file.as_str(), o.old, o.new.as_deref()))
+            .collect();
+        if let Some((old, new)) = &c.kustomization {
+            files.push(("kustomization.yaml", *old, new.as_deref()));
+        }
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        for (file, old, new) in files {
+            let path = format!("clusters/{}/{file}", c.cluster);
+            let a = if old.is_some() {
+                format!("a/{path}")
+            } else {
+                "/dev/null".into()
             };
-            let text = similar::TextDiff::from_lines(&old, &new);
+            let b = if new.is_some() {
+                format!("b/{path}")
+            } else {
+                "/dev/null".into()
+            };
+            let old_text = read(old);
+            let text = similar::TextDiff::from_lines(old_text.as_str(), new.unwrap_or(""));
             let _ = write!(out, "{}", text.unified_diff().context_radius(3).header(&a, &b));
         }
     }
@@ -185,7 +212,13 @@ fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warn
     for c in changes.clusters.iter().take(ROWS) {
         let _ = writeln!(m, "- `{}`", c.cluster);
         for o in &c.objects {
-            let _ = writeln!(m, "  - {} `{}`", sign(o.change), o.object);
+            // Words, not +/-: after a list marker those would start a nested list.
+            let what = match o.change {
+                ChangeKind::Added => "added",
+                ChangeKind::Changed => "changed",
+                ChangeKind::Removed => "removed",
+            };
+            let _ = writeln!(m, "  - {what} `{}`", o.object);
         }
     }
     m.push_str("\n</details>\n");
@@ -205,7 +238,10 @@ pub fn explain_result(e: &Explanation, format: OutputFormat) {
     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("cluster {}\n  labels: {}\n", e.cluster, labels.join(", "));
     if e.placed.is_empty() {
-        println!("Nothing is placed on this cluster.\n");
+        match &e.object {
+            Some(object) => println!("{object} is not on this cluster.\n"),
+            None => println!("Nothing is placed on this cluster.\n"),
+        }
     }
     for p in &e.placed {
         println!("{}  ({})", p.object, p.source);

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use git2::{Oid, Repository};
 use serde::Serialize;
 
+use super::objects::hash_object;
 use super::tree;
 use crate::error::Result;
 use crate::model::{Model, ObjectId};
@@ -40,6 +41,9 @@ pub struct ClusterChange {
     pub cluster: String,
     pub change: ChangeKind,
     pub objects: Vec<ObjectChange>,
+    /// The cluster's `kustomization.yaml` when it changed: old blob, new content.
+    #[serde(skip)]
+    pub kustomization: Option<(Option<Oid>, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -103,13 +107,15 @@ pub fn compare(
         if n.old_tree == Some(n.tree) {
             continue;
         }
-        let old: BTreeMap<String, Oid> = match n.old_tree {
-            Some(t) => tree::list_blobs(repo, t)?
-                .into_iter()
-                .filter(|(p, _)| p != KUSTOMIZATION_FILE)
-                .collect(),
+        let mut old: BTreeMap<String, Oid> = match n.old_tree {
+            Some(t) => tree::list_blobs(repo, t)?.into_iter().collect(),
             None => BTreeMap::new(),
         };
+        let old_kustomization = old.remove(KUSTOMIZATION_FILE);
+        let new_kustomization = &n.rendered.kustomization;
+        let new_kustomization_id = hash_object(git2::ObjectType::Blob, new_kustomization.as_bytes());
+        let kustomization = (old_kustomization != Some(new_kustomization_id))
+            .then(|| (old_kustomization, Some(new_kustomization.clone())));
         let mut objects = Vec::new();
         let rendered: BTreeMap<&str, _> = n.rendered.objects.iter().map(|o| (o.file.as_str(), o)).collect();
         for (file, oid) in n.files {
@@ -142,18 +148,21 @@ pub fn compare(
             cluster: n.rendered.name.clone(),
             change,
             objects,
+            kustomization,
         });
     }
     for (name, tree_oid) in removed {
-        let objects = tree::list_blobs(repo, *tree_oid)?
+        let mut old: BTreeMap<String, Oid> = tree::list_blobs(repo, *tree_oid)?.into_iter().collect();
+        let kustomization = old.remove(KUSTOMIZATION_FILE).map(|k| (Some(k), None));
+        let objects = old
             .into_iter()
-            .filter(|(p, _)| p != KUSTOMIZATION_FILE)
             .map(|(file, oid)| removed_object(repo, &file, oid))
             .collect();
         clusters.push(ClusterChange {
             cluster: name.clone(),
             change: ChangeKind::Removed,
             objects,
+            kustomization,
         });
     }
     clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
@@ -197,6 +206,7 @@ pub fn all_new(rendered: Vec<RenderedCluster>) -> Changes {
                     new: Some(o.content.clone()),
                 })
                 .collect(),
+            kustomization: Some((None, Some(r.kustomization.clone()))),
             cluster: r.name,
             change: ChangeKind::Added,
         })

@@ -42,7 +42,10 @@ struct Digests {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ClusterDigest {
     inputs: String,
+    /// Id of `clusters/<cluster>/` as rendered.
     tree: String,
+    /// Id of `.starmap/clusters/<cluster>.yaml` as rendered.
+    index: String,
     objects: usize,
 }
 
@@ -137,7 +140,7 @@ pub fn build(
         let name = &model.clusters[i].name;
         let d = previous.clusters.get(name)?;
         let tree_ok = old_clusters.get(name).map(|t| t.to_string()) == Some(d.tree.clone());
-        let index_ok = old_index.contains_key(&format!("{name}.yaml"));
+        let index_ok = old_index.get(&format!("{name}.yaml")).map(|o| o.to_string()) == Some(d.index.clone());
         (!options.no_cache && d.inputs == inputs[i] && tree_ok && index_ok).then_some(d)
     };
     let to_render: Vec<_> = plan
@@ -188,6 +191,7 @@ pub fn build(
             ClusterDigest {
                 inputs: inputs[i].clone(),
                 tree: co.tree.to_string(),
+                index: co.index_blob.1.to_string(),
                 objects: rendered.objects.len(),
             },
         );

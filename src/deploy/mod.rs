@@ -57,6 +57,21 @@ pub struct Outcome {
     pub objects_written: usize,
 }
 
+impl Outcome {
+    /// The outcome of a dry run with no deploy repo to compare with.
+    pub fn not_written(model: &Model, changes: Changes) -> Outcome {
+        Outcome {
+            message: changes::commit_message(model, &changes),
+            rendered: model.clusters.len(),
+            changes,
+            commit: None,
+            pushed: false,
+            reused: 0,
+            objects_written: 0,
+        }
+    }
+}
+
 /// Render `plan` into the deploy repo: commit unless `options.dry_run`, push if asked.
 pub fn write(
     model: &Model,

@@ -9,14 +9,19 @@ use crate::model::Model;
 use crate::render::{Change, Renderer};
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Explanation {
     pub cluster: String,
+    /// The `--object` filter, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub placed: Vec<PlacedExplanation>,
     pub not_placed: Vec<NotPlacedExplanation>,
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PlacedExplanation {
     pub object: String,
     pub source: String,
@@ -28,6 +33,7 @@ pub struct PlacedExplanation {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Reason {
     pub placement: String,
     /// Which `spec.workloads` clause matched the object, as written.
@@ -37,6 +43,7 @@ pub struct Reason {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NotPlacedExplanation {
     pub object: String,
     pub source: String,
@@ -186,6 +193,7 @@ pub fn explain(
     }
     Ok(Explanation {
         cluster: c.name.clone(),
+        object: object.map(String::from),
         labels: c.labels.clone(),
         placed,
         not_placed,

@@ -430,10 +430,10 @@ pub fn global_digest(model: &Model) -> Sha256 {
         feed(&json!([p.name, p.spec]));
     }
     for c in &model.customizations {
-        feed(&json!([c.name, c.location.to_string(), c.spec]));
+        feed(&json!([c.name, c.spec]));
     }
     for w in &model.workloads {
-        feed(&json!([w.source.to_string(), w.object]));
+        feed(&json!([w.source.path, w.object]));
     }
     // The inventory enters only through each cluster's own digest: a cluster's directory
     // does not depend on the other clusters.
@@ -469,7 +469,9 @@ pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
                 entry.insert("namespace".into(), json!(ns));
             }
             entry.insert("name".into(), json!(o.id.name));
-            entry.insert("source".into(), json!(model.workloads[o.workload].source.to_string()));
+            // The path, not the line: moving an object within its file (adding a comment
+            // above it) must not change the deploy repo.
+            entry.insert("source".into(), json!(model.workloads[o.workload].source.path));
             entry.insert("placements".into(), json!(o.placements));
             if !o.customizations.is_empty() {
                 entry.insert("customizations".into(), json!(o.customizations));
