@@ -904,6 +904,29 @@ fn a_new_source_commit_that_changes_nothing_makes_no_commit() {
 }
 
 #[test]
+fn a_json_file_holds_one_workload_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixtures(), &src);
+    std::fs::write(
+        src.join("workloads/pos/feature-flags.json"),
+        r#"{"apiVersion": "v1", "kind": "ConfigMap",
+  "metadata": {"name": "feature-flags", "namespace": "pos"},
+  "data": {"SELF_CHECKOUT": "on", "LIMIT": "0777"}}
+"#,
+    )
+    .unwrap();
+    let deploy = tmp.path().join("deploy");
+    render(&src, &deploy, &[]);
+    let files = tree_files(&deploy, "main");
+    let cm = &files["clusters/store-0042/pos/configmap_feature-flags.yaml"];
+    assert!(
+        cm.contains("SELF_CHECKOUT: \"on\"") && cm.contains("LIMIT: \"0777\""),
+        "{cm}"
+    );
+}
+
+#[test]
 fn moving_objects_within_their_files_makes_no_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
