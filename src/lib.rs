@@ -9,6 +9,7 @@
 pub mod deploy;
 pub mod error;
 pub mod git;
+pub mod gitops;
 pub mod model;
 pub mod plan;
 pub mod render;

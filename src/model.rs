@@ -22,6 +22,16 @@ pub struct Model {
     pub customizations: Vec<Customization>,
     /// Sorted by source path, then line.
     pub workloads: Vec<Workload>,
+    /// Template overrides from the source's `templates/`, by file name.
+    pub templates: BTreeMap<String, TemplateOverride>,
+}
+
+/// A template of the source repo that replaces a built-in one.
+#[derive(Debug, Clone)]
+pub struct TemplateOverride {
+    /// Where it is, for error messages.
+    pub path: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,7 @@ use clap::Parser;
 
 use args::{Cli, Command, LogFormat, OutputFormat, SourceArgs};
 use starmap::deploy::{self, DeployRepo, WriteOptions};
+use starmap::gitops::SyncObjects;
 use starmap::plan::{self, Plan};
 use starmap::render::{self, Renderer};
 use starmap::source::{Inventory, SourceTree, load_model};
@@ -79,7 +80,8 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
     let env = render::environment();
-    let renderer = Renderer::new(&model, &env)?;
+    let sync = SyncObjects::new(&model, Some(&a.deploy), &a.branch)?;
+    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
     let fresh_path = !starmap::git::is_url(&a.deploy) && !std::path::Path::new(&a.deploy).exists();
     if a.dry_run && fresh_path {
         // Nothing to compare with and nothing to create: everything would be new.
@@ -112,7 +114,8 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
 fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
-    let renderer = Renderer::new(&model, &env)?;
+    let sync = SyncObjects::new(&model, a.deploy.as_deref(), &a.branch)?;
+    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
     let deploy = match &a.deploy {
         Some(d) => match DeployRepo::open(d, &a.branch, false, false) {
             Ok(repo) => Some(repo),
@@ -144,7 +147,8 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
 fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
-    let renderer = Renderer::new(&model, &env)?;
+    let sync = SyncObjects::new(&model, None, "main")?;
+    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
     let clusters: Vec<_> = plan.clusters.iter().collect();
     let rendered = renderer.render(&clusters)?;
     let objects: usize = rendered.iter().map(|r| r.objects.len()).sum();

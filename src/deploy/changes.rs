@@ -50,6 +50,9 @@ pub struct ClusterChange {
 pub struct Changes {
     /// Clusters whose directory changed, in name order.
     pub clusters: Vec<ClusterChange>,
+    /// The generated Argo CD or Flux objects (`argocd/`, `flux/`) changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sync_changed: bool,
     /// Only starmap's metadata (`.starmap/`) changed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub metadata_changed: bool,
@@ -57,11 +60,12 @@ pub struct Changes {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.clusters.is_empty() && !self.metadata_changed
+        self.clusters.is_empty() && !self.metadata_changed && !self.sync_changed
     }
 
     pub fn clear(&mut self) {
         self.clusters.clear();
+        self.sync_changed = false;
         self.metadata_changed = false;
     }
 
@@ -168,6 +172,7 @@ pub fn compare(
     clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
     Ok(Changes {
         clusters,
+        sync_changed: false,
         metadata_changed: false,
     })
 }
@@ -213,6 +218,7 @@ pub fn all_new(rendered: Vec<RenderedCluster>) -> Changes {
         .collect();
     Changes {
         clusters,
+        sync_changed: false,
         metadata_changed: false,
     }
 }
@@ -222,7 +228,9 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
     let (added, changed, removed) = changes.counts();
     let mut m = String::new();
     let n = changes.clusters.len();
-    if n == 0 {
+    if n == 0 && changes.sync_changed {
+        let _ = writeln!(m, "starmap: update the Argo CD and Flux objects");
+    } else if n == 0 {
         let _ = writeln!(m, "starmap: update render metadata");
     } else {
         let _ = writeln!(
@@ -241,6 +249,9 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
         if !names.is_empty() {
             let _ = writeln!(m, "{label}: {}", list(&names, 20));
         }
+    }
+    if changes.sync_changed && n > 0 {
+        let _ = writeln!(m, "Argo CD and Flux objects updated.");
     }
     const SHOWN: usize = 50;
     for c in changes.clusters.iter().take(SHOWN) {

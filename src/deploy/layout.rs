@@ -1,5 +1,11 @@
 //! Building the owned paths of the deploy tree from rendered clusters, reusing the tip's
-//! directory of every cluster whose inputs did not change.
+//! files of every cluster whose inputs did not change.
+//!
+//! Each cluster owns a few *slots* in the deploy repo: its directory `clusters/<c>/`, its
+//! index `.starmap/clusters/<c>.yaml` and, when generated, `flux/<c>/` and
+//! `argocd/applications/<c>.yaml`. `.starmap/digests.yaml` records, per cluster, the digest
+//! of its inputs and the git id of each slot as written. A cluster is reused (not rendered)
+//! when its inputs digest is unchanged and every slot in the tip still has the recorded id.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +19,7 @@ use super::objects::{Entry, MODE_BLOB, MODE_TREE, ObjectSet, hash_object, tree_b
 use super::repo::Tip;
 use super::tree::{self, Change};
 use crate::error::{Error, Result};
+use crate::gitops::{ARGOCD_DIR, FLUX_DIR};
 use crate::model::Model;
 use crate::plan::Plan;
 use crate::render::{self, RenderedCluster, Renderer, output::KUSTOMIZATION_FILE};
@@ -23,6 +30,7 @@ pub const INDEX_DIR: &str = ".starmap/clusters";
 pub const DIGESTS_FILE: &str = ".starmap/digests.yaml";
 pub const RENDER_FILE: &str = ".starmap/render.yaml";
 pub const README_FILE: &str = "README.md";
+const APPLICATIONS_DIR: &str = "argocd/applications";
 
 /// The new tree and what it takes to store it.
 pub struct Built {
@@ -33,20 +41,70 @@ pub struct Built {
     pub reused: usize,
 }
 
-/// `.starmap/digests.yaml`: for each cluster, what its directory was rendered from.
+/// `.starmap/digests.yaml`: for each cluster, what its files were rendered from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Digests {
     clusters: BTreeMap<String, ClusterDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ClusterDigest {
     inputs: String,
-    /// Id of `clusters/<cluster>/` as rendered.
-    tree: String,
-    /// Id of `.starmap/clusters/<cluster>.yaml` as rendered.
-    index: String,
     objects: usize,
+    #[serde(flatten)]
+    slots: Slots,
+}
+
+/// Git ids of a cluster's slots, as strings (the YAML form).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Slots {
+    /// `clusters/<c>/` (a tree).
+    tree: String,
+    /// `.starmap/clusters/<c>.yaml`.
+    index: String,
+    /// `flux/<c>/` (a tree), when generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flux: Option<String>,
+    /// `argocd/applications/<c>.yaml`, when generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    application: Option<String>,
+}
+
+/// What the tip holds in each slot directory, by cluster.
+struct TipSlots {
+    trees: BTreeMap<String, Oid>,
+    index: BTreeMap<String, Oid>,
+    flux: BTreeMap<String, Oid>,
+    applications: BTreeMap<String, Oid>,
+}
+
+impl TipSlots {
+    fn read(repo: &Repository, base: Option<Oid>) -> TipSlots {
+        let strip = |m: BTreeMap<String, Oid>| {
+            m.into_iter()
+                .map(|(k, v)| (k.strip_suffix(".yaml").map(String::from).unwrap_or(k), v))
+                .collect()
+        };
+        TipSlots {
+            trees: tree::entries_at(repo, base, CLUSTERS_DIR),
+            index: strip(tree::entries_at(repo, base, INDEX_DIR)),
+            flux: tree::entries_at(repo, base, FLUX_DIR),
+            applications: strip(tree::entries_at(repo, base, APPLICATIONS_DIR)),
+        }
+    }
+
+    /// The tip's slots of `name`, as the digests file writes them.
+    fn of(&self, name: &str) -> Slots {
+        let id = |m: &BTreeMap<String, Oid>| m.get(name).map(|o| o.to_string());
+        Slots {
+            tree: id(&self.trees).unwrap_or_default(),
+            index: id(&self.index).unwrap_or_default(),
+            flux: id(&self.flux),
+            application: id(&self.applications),
+        }
+    }
 }
 
 fn read_digests(repo: &Repository, base: Option<Oid>) -> Digests {
@@ -65,37 +123,43 @@ fn read_digests(repo: &Repository, base: Option<Oid>) -> Digests {
     parsed.unwrap_or_default()
 }
 
-/// One cluster's directory as git objects.
+/// One cluster's files as git objects.
 struct ClusterObjects {
-    tree: Oid,
     objects: Vec<(ObjectType, Vec<u8>, Oid)>,
-    index_blob: (Vec<u8>, Oid),
+    tree: Oid,
+    index: Oid,
+    flux: Option<Oid>,
+    application: Option<Oid>,
     /// Object files with their blob ids (for the change report).
     files: Vec<(String, Oid)>,
 }
 
-fn cluster_objects(model: &Model, rendered: &RenderedCluster) -> ClusterObjects {
-    let mut objects = Vec::with_capacity(rendered.objects.len() + 4);
-    let mut files = Vec::with_capacity(rendered.objects.len());
-    // Directory name → entries; "" is the cluster directory itself.
+impl ClusterObjects {
+    fn slots(&self) -> Slots {
+        Slots {
+            tree: self.tree.to_string(),
+            index: self.index.to_string(),
+            flux: self.flux.map(|o| o.to_string()),
+            application: self.application.map(|o| o.to_string()),
+        }
+    }
+}
+
+/// Blobs and trees of a set of files (`dir/name` or `name`, one level of directories).
+fn add_files<'a>(
+    objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>,
+    files: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Oid {
     let mut dirs: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
-    for o in &rendered.objects {
-        let data = o.content.as_bytes().to_vec();
+    for (path, content) in files {
+        let data = content.as_bytes().to_vec();
         let oid = hash_object(ObjectType::Blob, &data);
-        let (dir, name) = o.file.split_once('/').unwrap_or(("", &o.file));
+        let (dir, name) = path.split_once('/').unwrap_or(("", path));
         dirs.entry(dir).or_default().push(Entry::blob(name, oid));
-        files.push((o.file.clone(), oid));
         objects.push((ObjectType::Blob, data, oid));
     }
-    let kustomization = rendered.kustomization.as_bytes().to_vec();
-    let k_oid = hash_object(ObjectType::Blob, &kustomization);
-    objects.push((ObjectType::Blob, kustomization, k_oid));
-    let mut top = vec![Entry::blob(KUSTOMIZATION_FILE, k_oid)];
+    let mut top = dirs.remove("").unwrap_or_default();
     for (dir, entries) in dirs {
-        if dir.is_empty() {
-            top.extend(entries);
-            continue;
-        }
         let data = tree_bytes(entries);
         let oid = hash_object(ObjectType::Tree, &data);
         objects.push((ObjectType::Tree, data, oid));
@@ -104,12 +168,40 @@ fn cluster_objects(model: &Model, rendered: &RenderedCluster) -> ClusterObjects 
     let data = tree_bytes(top);
     let tree = hash_object(ObjectType::Tree, &data);
     objects.push((ObjectType::Tree, data, tree));
-    let index = yaml::to_yaml_string(&render::index(model, rendered)).into_bytes();
-    let index_oid = hash_object(ObjectType::Blob, &index);
+    tree
+}
+
+fn add_blob(objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>, content: &str) -> Oid {
+    let data = content.as_bytes().to_vec();
+    let oid = hash_object(ObjectType::Blob, &data);
+    objects.push((ObjectType::Blob, data, oid));
+    oid
+}
+
+fn cluster_objects(model: &Model, rendered: &RenderedCluster) -> ClusterObjects {
+    let mut objects = Vec::with_capacity(rendered.objects.len() + 8);
+    let files_in_dir = rendered
+        .objects
+        .iter()
+        .map(|o| (o.file.as_str(), o.content.as_str()))
+        .chain(std::iter::once((KUSTOMIZATION_FILE, rendered.kustomization.as_str())));
+    let tree = add_files(&mut objects, files_in_dir);
+    let files = rendered
+        .objects
+        .iter()
+        .map(|o| (o.file.clone(), hash_object(ObjectType::Blob, o.content.as_bytes())))
+        .collect();
+    let index = add_blob(&mut objects, &yaml::to_yaml_string(&render::index(model, rendered)));
+    let sync = &rendered.sync;
+    let flux = (!sync.flux.is_empty())
+        .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))));
+    let application = sync.application.as_deref().map(|a| add_blob(&mut objects, a));
     ClusterObjects {
-        tree,
         objects,
-        index_blob: (index, index_oid),
+        tree,
+        index,
+        flux,
+        application,
         files,
     }
 }
@@ -125,126 +217,122 @@ pub fn build(
 ) -> Result<Built> {
     let base = tip.map(|t| t.tree);
     let previous = read_digests(repo, base);
-    let old_clusters = tree::entries_at(repo, base, CLUSTERS_DIR);
-    let old_index = tree::entries_at(repo, base, INDEX_DIR);
-    let global = render::global_digest(model);
+    let tip_slots = TipSlots::read(repo, base);
+    let global = renderer.inputs_digest();
     let inputs: Vec<String> = model
         .clusters
         .par_iter()
         .map(|c| render::cluster_digest(&global, c))
         .collect();
 
-    // A cluster is kept from the tip when its inputs are the ones its directory there was
-    // rendered from, and that directory and its index are still as starmap wrote them.
     let reusable = |i: usize| -> Option<&ClusterDigest> {
         let name = &model.clusters[i].name;
         let d = previous.clusters.get(name)?;
-        let tree_ok = old_clusters.get(name).map(|t| t.to_string()) == Some(d.tree.clone());
-        let index_ok = old_index.get(&format!("{name}.yaml")).map(|o| o.to_string()) == Some(d.index.clone());
-        (!options.no_cache && d.inputs == inputs[i] && tree_ok && index_ok).then_some(d)
+        (!options.no_cache && d.inputs == inputs[i] && d.slots == tip_slots.of(name)).then_some(d)
     };
     let to_render: Vec<_> = plan
         .clusters
         .iter()
-        .filter(|p| reusable(p.cluster).is_none())
-        .filter(|p| !memo.contains_key(&inputs[p.cluster]))
+        .filter(|p| reusable(p.cluster).is_none() && !memo.contains_key(&inputs[p.cluster]))
         .collect();
     let fresh = renderer.render(&to_render)?;
     for (p, r) in to_render.iter().zip(fresh) {
         memo.insert(inputs[p.cluster].clone(), r);
     }
+    let needs: Vec<usize> = plan
+        .clusters
+        .iter()
+        .map(|p| p.cluster)
+        .filter(|&i| reusable(i).is_none())
+        .collect();
+    let built: Vec<ClusterObjects> = needs
+        .par_iter()
+        .map(|&i| cluster_objects(model, &memo[&inputs[i]]))
+        .collect();
+    let mut built: BTreeMap<usize, ClusterObjects> = needs.into_iter().zip(built).collect();
 
     let mut objects = ObjectSet::default();
     let mut digests = Digests::default();
-    let mut cluster_entries = Vec::with_capacity(model.clusters.len());
-    let mut index_entries = Vec::with_capacity(model.clusters.len());
-    let mut rendered_now: Vec<(&RenderedCluster, ClusterObjects)> = Vec::new();
-    let mut reused = 0;
-    let needs: Vec<(usize, &RenderedCluster)> = plan
-        .clusters
-        .iter()
-        .filter(|p| reusable(p.cluster).is_none())
-        .map(|p| (p.cluster, &memo[&inputs[p.cluster]]))
-        .collect();
-    let built: Vec<ClusterObjects> = needs.par_iter().map(|(_, r)| cluster_objects(model, r)).collect();
-    let mut built_by_cluster: BTreeMap<usize, (&RenderedCluster, ClusterObjects)> = needs
-        .iter()
-        .map(|(i, _)| *i)
-        .zip(needs.iter().map(|(_, r)| *r).zip(built))
-        .collect();
-
+    let mut entries = SlotEntries::default();
+    let mut report_input = Vec::new();
     for (i, cluster) in model.clusters.iter().enumerate() {
         let name = &cluster.name;
-        if let Some(d) = reusable(i) {
-            let tree = Oid::from_str(&d.tree).map_err(|e| Error::msg(format!("{DIGESTS_FILE}: {e}")))?;
-            cluster_entries.push(Entry::tree(name.clone(), tree));
-            index_entries.push(Entry::blob(format!("{name}.yaml"), old_index[&format!("{name}.yaml")]));
-            digests.clusters.insert(name.clone(), d.clone());
-            reused += 1;
-            continue;
-        }
-        let (rendered, co) = built_by_cluster.remove(&i).expect("every cluster not reused was built");
-        cluster_entries.push(Entry::tree(name.clone(), co.tree));
-        index_entries.push(Entry::blob(format!("{name}.yaml"), co.index_blob.1));
-        digests.clusters.insert(
-            name.clone(),
-            ClusterDigest {
-                inputs: inputs[i].clone(),
-                tree: co.tree.to_string(),
-                index: co.index_blob.1.to_string(),
-                objects: rendered.objects.len(),
-            },
-        );
-        rendered_now.push((rendered, co));
+        let digest = match reusable(i) {
+            Some(d) => d.clone(),
+            None => {
+                let co = built.remove(&i).expect("every cluster not reused was built");
+                let rendered = &memo[&inputs[i]];
+                report_input.push((rendered, co.tree, co.files.clone()));
+                let digest = ClusterDigest {
+                    inputs: inputs[i].clone(),
+                    objects: rendered.objects.len(),
+                    slots: co.slots(),
+                };
+                for (kind, data, oid) in co.objects {
+                    objects.add_hashed(kind, data, oid);
+                }
+                digest
+            }
+        };
+        entries.add(name, &digest.slots)?;
+        digests.clusters.insert(name.clone(), digest);
     }
-    let rendered_count = rendered_now.len();
+    let reused = model.clusters.len() - report_input.len();
+    let rendered_count = report_input.len();
 
     // The change report, from the rendered clusters and the tip.
-    let removed: Vec<(String, Oid)> = old_clusters
+    let removed: Vec<(String, Oid)> = tip_slots
+        .trees
         .iter()
         .filter(|(name, _)| !digests.clusters.contains_key(*name))
         .map(|(n, o)| (n.clone(), *o))
         .collect();
-    let report_input: Vec<changes::NewCluster<'_>> = rendered_now
+    let new_clusters: Vec<changes::NewCluster<'_>> = report_input
         .iter()
-        .map(|(r, co)| changes::NewCluster {
+        .map(|(r, tree, files)| changes::NewCluster {
             rendered: r,
-            tree: co.tree,
-            files: &co.files,
-            old_tree: old_clusters.get(&r.name).copied(),
+            tree: *tree,
+            files,
+            old_tree: tip_slots.trees.get(&r.name).copied(),
         })
         .collect();
-    let mut report = changes::compare(repo, &report_input, &removed, options.keep_content)?;
+    let mut report = changes::compare(repo, &new_clusters, &removed, options.keep_content)?;
 
-    // Store objects: the directories and indexes of rendered clusters.
-    for (_, co) in rendered_now {
-        for (kind, data, oid) in co.objects {
-            objects.add_hashed(kind, data, oid);
-        }
-        let (data, oid) = co.index_blob;
-        objects.add_hashed(ObjectType::Blob, data, oid);
-    }
-    let clusters_tree = (!cluster_entries.is_empty()).then(|| objects.add_tree(cluster_entries));
-    let index_tree = (!index_entries.is_empty()).then(|| objects.add_tree(index_entries));
-    let digests_blob = objects.add(
-        ObjectType::Blob,
-        yaml::to_yaml_string(&serde_json::to_value(&digests).unwrap_or_default()).into_bytes(),
-    );
-
+    // Owned content: cluster directories, indexes and, when generated, flux/ and argocd/.
     let owned = |path: &str, tree: Option<Oid>| Change {
         path: path.into(),
         entry: tree.map(|t| (MODE_TREE, t)),
     };
-    let content = [owned(CLUSTERS_DIR, clusters_tree), owned(INDEX_DIR, index_tree)];
+    let mut content = vec![
+        owned(CLUSTERS_DIR, tree_of(&mut objects, entries.trees)),
+        owned(INDEX_DIR, tree_of(&mut objects, entries.index)),
+    ];
+    if let Some(sync) = renderer.sync() {
+        for dir in sync.owned_dirs() {
+            let tree = match dir {
+                FLUX_DIR => tree_of(&mut objects, std::mem::take(&mut entries.flux)),
+                _ => argocd_tree(&mut objects, sync, std::mem::take(&mut entries.applications))?,
+            };
+            content.push(owned(dir, tree));
+        }
+    }
     // Content first, with the tip's bookkeeping files: if that is the tip's tree, nothing
     // new was rendered and there is no commit (a new source commit alone makes none).
     let content_root = tree::overlay(repo, &mut objects, base, &content)?;
     if content_root == base {
         report.clear();
     } else {
-        report.metadata_changed = report.is_empty();
+        report.sync_changed = content
+            .iter()
+            .filter(|c| c.path == FLUX_DIR || c.path == ARGOCD_DIR)
+            .any(|c| tree::entry_at(repo, base, &c.path) != c.entry.map(|(_, oid)| oid));
+        report.metadata_changed = report.clusters.is_empty() && !report.sync_changed;
     }
     let total_objects: usize = digests.clusters.values().map(|d| d.objects).sum();
+    let digests_blob = objects.add(
+        ObjectType::Blob,
+        yaml::to_yaml_string(&serde_json::to_value(&digests).unwrap_or_default()).into_bytes(),
+    );
     let render_blob = objects.add(
         ObjectType::Blob,
         render_file(model, digests.clusters.len(), total_objects).into_bytes(),
@@ -254,8 +342,7 @@ pub fn build(
         path: path.into(),
         entry: Some((MODE_BLOB, oid)),
     };
-    let mut all = content.into_iter().collect::<Vec<_>>();
-    all.extend([
+    content.extend([
         blob(DIGESTS_FILE, digests_blob),
         blob(RENDER_FILE, render_blob),
         blob(README_FILE, readme_blob),
@@ -263,7 +350,7 @@ pub fn build(
     let root = if report.is_empty() {
         base.unwrap_or_else(|| objects.add_tree(Vec::new()))
     } else {
-        tree::overlay(repo, &mut objects, base, &all)?.unwrap_or_else(|| objects.add_tree(Vec::new()))
+        tree::overlay(repo, &mut objects, base, &content)?.unwrap_or_else(|| objects.add_tree(Vec::new()))
     };
     Ok(Built {
         root,
@@ -272,6 +359,51 @@ pub fn build(
         rendered: rendered_count,
         reused,
     })
+}
+
+/// Tree entries of every cluster's slots, gathered while walking the clusters.
+#[derive(Default)]
+struct SlotEntries {
+    trees: Vec<Entry>,
+    index: Vec<Entry>,
+    flux: Vec<Entry>,
+    applications: Vec<Entry>,
+}
+
+impl SlotEntries {
+    fn add(&mut self, name: &str, slots: &Slots) -> Result<()> {
+        let oid = |s: &str| Oid::from_str(s).map_err(|e| Error::msg(format!("{DIGESTS_FILE}: {e}")));
+        self.trees.push(Entry::tree(name, oid(&slots.tree)?));
+        self.index.push(Entry::blob(format!("{name}.yaml"), oid(&slots.index)?));
+        if let Some(flux) = &slots.flux {
+            self.flux.push(Entry::tree(name, oid(flux)?));
+        }
+        if let Some(app) = &slots.application {
+            self.applications.push(Entry::blob(format!("{name}.yaml"), oid(app)?));
+        }
+        Ok(())
+    }
+}
+
+fn tree_of(objects: &mut ObjectSet, entries: Vec<Entry>) -> Option<Oid> {
+    (!entries.is_empty()).then(|| objects.add_tree(entries))
+}
+
+/// `argocd/`: the fleet files and, in `applications` mode, `applications/`.
+fn argocd_tree(
+    objects: &mut ObjectSet,
+    sync: &crate::gitops::SyncObjects<'_>,
+    apps: Vec<Entry>,
+) -> Result<Option<Oid>> {
+    let mut entries: Vec<Entry> = sync
+        .fleet_files()?
+        .into_iter()
+        .map(|(name, content)| Entry::blob(name, objects.add(ObjectType::Blob, content.into_bytes())))
+        .collect();
+    if let Some(apps) = tree_of(objects, apps) {
+        entries.push(Entry::tree("applications", apps));
+    }
+    Ok(tree_of(objects, entries))
 }
 
 fn render_file(model: &Model, clusters: usize, objects: usize) -> String {

@@ -31,6 +31,8 @@ pub struct RenderedCluster {
     pub objects: Vec<RenderedObject>,
     /// `kustomization.yaml`'s content.
     pub kustomization: String,
+    /// The Argo CD and Flux files of this cluster (empty when none are generated).
+    pub sync: crate::gitops::ClusterSyncFiles,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,7 @@ pub struct Renderer<'m> {
     model: &'m Model,
     templates: Templates<'m, 'm>,
     explain: bool,
+    sync: Option<crate::gitops::SyncObjects<'m>>,
 }
 
 /// The template environment lives outside the renderer, which borrows it.
@@ -120,7 +123,28 @@ impl<'m> Renderer<'m> {
             model,
             templates,
             explain: false,
+            sync: None,
         })
+    }
+
+    /// Also generate each cluster's Argo CD and Flux objects.
+    pub fn with_sync(mut self, sync: Option<crate::gitops::SyncObjects<'m>>) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    pub fn sync(&self) -> Option<&crate::gitops::SyncObjects<'m>> {
+        self.sync.as_ref()
+    }
+
+    /// Digest of everything that shapes every cluster's files: the source (see
+    /// `global_digest`) and the sync objects' settings and templates.
+    pub fn inputs_digest(&self) -> Sha256 {
+        let mut h = global_digest(self.model);
+        if let Some(sync) = &self.sync {
+            h.update(serde_json::to_vec(&sync.fingerprint()).unwrap_or_default());
+        }
+        h
     }
 
     /// Record what each customization changes (slower; for `explain`).
@@ -164,10 +188,15 @@ impl<'m> Renderer<'m> {
         }
         let files: Vec<&str> = objects.iter().map(|o| o.file.as_str()).collect();
         let kustomization = yaml::to_yaml_string(&output::kustomization(&files));
+        let sync = match &self.sync {
+            Some(sync) => sync.cluster_files(cluster)?,
+            None => Default::default(),
+        };
         Ok(RenderedCluster {
             name: cluster.name.clone(),
             objects,
             kustomization,
+            sync,
         })
     }
 

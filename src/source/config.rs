@@ -1,11 +1,11 @@
-//! `starmap.yaml` at the source root: settings of the source repo.
+//! `starmap.yaml` at the source root: settings of the source repo. Every key is optional;
+//! unknown keys are errors. Defaults are documented on each field and in the README.
 
 use serde::Deserialize;
 
 use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
-use crate::yaml::from_doc;
-use crate::yaml::parse_documents;
+use crate::yaml::{from_doc, parse_documents};
 
 pub const CONFIG_FILE: &str = "starmap.yaml";
 
@@ -15,6 +15,135 @@ pub struct Config {
     /// gitignore-style globs of source paths that are not read.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// Where Argo CD and Flux fetch the deploy repo from.
+    #[serde(default)]
+    pub deploy: DeploySettings,
+    /// The Flux objects generated for each cluster (`flux/<cluster>/`).
+    #[serde(default)]
+    pub flux: FluxSettings,
+    /// The Argo CD objects generated for the fleet (`argocd/`).
+    #[serde(default)]
+    pub argocd: ArgoCdSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeploySettings {
+    /// URL of the deploy repo as the clusters reach it. Default: `--deploy` when that is a
+    /// URL; without either, no Argo CD or Flux objects are generated.
+    pub url: Option<String>,
+    /// Branch the clusters follow. Default: `--branch` (itself `main` by default).
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FluxSettings {
+    /// Generate `flux/<cluster>/`. Default: true.
+    pub enabled: bool,
+    /// Namespace of the generated GitRepository and Kustomization. Default: `flux-system`.
+    pub namespace: String,
+    /// Name of the generated GitRepository and Kustomization. Default: `starmap` (so they
+    /// sit beside a `flux bootstrap`'s own `flux-system` objects).
+    pub name: String,
+    /// How often the GitRepository polls the deploy repo. Default: `1m`.
+    pub interval: String,
+    /// How often the Kustomization re-applies (drift correction). Default: `10m`.
+    pub sync_interval: String,
+    /// Delete objects that left the cluster's directory. Default: true.
+    pub prune: bool,
+    /// Wait for applied objects to become ready. Default: true.
+    pub wait: bool,
+    /// Timeout of apply and wait. Default: `5m`.
+    pub timeout: String,
+    /// Secret (in `namespace`) with git credentials; omitted for a public repo.
+    pub secret_ref: Option<String>,
+}
+
+impl Default for FluxSettings {
+    fn default() -> Self {
+        FluxSettings {
+            enabled: true,
+            namespace: "flux-system".into(),
+            name: "starmap".into(),
+            interval: "1m".into(),
+            sync_interval: "10m".into(),
+            prune: true,
+            wait: true,
+            timeout: "5m".into(),
+            secret_ref: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgoCdMode {
+    /// One ApplicationSet for the fleet.
+    ApplicationSet,
+    /// One Application per cluster, and a root Application over them (app of apps).
+    Applications,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArgoCdGenerator {
+    /// Argo CD's cluster generator: every cluster registered in Argo CD and labelled
+    /// `starmap.dev/managed: "true"`; its name must equal the inventory's.
+    Cluster,
+    /// The git directory generator over `clusters/*`; Argo CD cluster names must equal the
+    /// inventory's.
+    GitDirectory,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArgoCdSettings {
+    /// Generate `argocd/`. Default: true.
+    pub enabled: bool,
+    /// Namespace Argo CD runs in. Default: `argocd`.
+    pub namespace: String,
+    /// AppProject of the generated applications. Default: `default`.
+    pub project: String,
+    /// `applicationset` (default) or `applications`.
+    pub mode: ArgoCdMode,
+    /// For `applicationset`: `cluster` (default) or `git-directory`.
+    pub generator: ArgoCdGenerator,
+    pub sync_policy: SyncPolicy,
+}
+
+impl Default for ArgoCdSettings {
+    fn default() -> Self {
+        ArgoCdSettings {
+            enabled: true,
+            namespace: "argocd".into(),
+            project: "default".into(),
+            mode: ArgoCdMode::ApplicationSet,
+            generator: ArgoCdGenerator::Cluster,
+            sync_policy: SyncPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyncPolicy {
+    /// Sync automatically on every new commit. Default: true.
+    pub automated: bool,
+    /// Delete resources that left the cluster's directory. Default: true.
+    pub prune: bool,
+    /// Undo changes made in the cluster. Default: true.
+    pub self_heal: bool,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            automated: true,
+            prune: true,
+            self_heal: true,
+        }
+    }
 }
 
 impl Config {

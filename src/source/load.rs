@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::config::{CONFIG_FILE, Config};
 use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
-use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, Workload};
+use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, TemplateOverride, Workload};
 use crate::spec::{
     self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc,
     TEMPLATE_ANNOTATION,
@@ -85,6 +85,7 @@ struct Parts {
     placements: Vec<Spec<PlacementDoc>>,
     customizations: Vec<Spec<CustomizationDoc>>,
     workloads: Vec<Workload>,
+    templates: BTreeMap<String, TemplateOverride>,
 }
 
 /// A parsed document and where it came from.
@@ -94,9 +95,24 @@ struct Located {
 }
 
 fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, parts: &mut Parts) -> Result<()> {
+    for f in tree.files.iter().filter(|f| f.path.ends_with(".j2")) {
+        let name = f.path.trim_start_matches(crate::gitops::TEMPLATES_DIR);
+        if inventory_only || !crate::gitops::BUILT_IN.iter().any(|(n, _)| *n == name) {
+            tracing::warn!("{}: not a template starmap knows; ignored", tree.display_path(&f.path));
+            continue;
+        }
+        parts.templates.insert(
+            name.to_string(),
+            TemplateOverride {
+                path: tree.display_path(&f.path),
+                text: f.text.clone(),
+            },
+        );
+    }
     let files: Vec<_> = tree
         .files
         .iter()
+        .filter(|f| !f.path.ends_with(".j2"))
         .filter(|f| f.path != CONFIG_FILE || inventory_only)
         .filter(|f| ignore.is_none_or(|i| !is_ignored(i, &f.path)))
         .collect();
@@ -424,6 +440,7 @@ impl Parts {
             placements,
             customizations,
             workloads,
+            templates: self.templates,
         })
     }
 }

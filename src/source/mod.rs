@@ -6,6 +6,6 @@ mod config;
 mod load;
 mod tree;
 
-pub use config::{CONFIG_FILE, Config};
+pub use config::{ArgoCdGenerator, ArgoCdMode, CONFIG_FILE, Config, FluxSettings};
 pub use load::{Inventory, load_model};
 pub use tree::{SourceFile, SourceTree};

@@ -28,8 +28,12 @@ pub struct SourceTree {
     pub root: Option<PathBuf>,
 }
 
+/// YAML and JSON documents, and template overrides in `templates/`.
 fn wanted(path: &str) -> bool {
-    path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")
+    path.ends_with(".yaml")
+        || path.ends_with(".yml")
+        || path.ends_with(".json")
+        || (path.starts_with(crate::gitops::TEMPLATES_DIR) && path.ends_with(".j2"))
 }
 
 impl SourceTree {

@@ -1,0 +1,246 @@
+//! The Argo CD and Flux objects that make each cluster sync its own directory, generated
+//! from minijinja templates on every render:
+//!
+//! ```text
+//! flux/<cluster>/kustomization.yaml       resources: [gotk-sync.yaml]
+//! flux/<cluster>/gotk-sync.yaml           GitRepository + Kustomization (path ./clusters/<cluster>)
+//! argocd/kustomization.yaml               what a hub applies: the ApplicationSet, or the root Application
+//! argocd/applicationset.yaml              mode `applicationset`
+//! argocd/root.yaml                        mode `applications`: app of apps over argocd/applications/
+//! argocd/applications/<cluster>.yaml      mode `applications`: one Application per cluster
+//! ```
+//!
+//! The templates are built in (`templates/` of this project); a source repo overrides any
+//! of them with a file of the same name in its own `templates/` directory. Template output
+//! is parsed and written again by starmap's YAML writer, so an override cannot produce
+//! invalid YAML or inconsistent quoting.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Location, Result};
+use crate::model::{Cluster, Model, ObjectId};
+use crate::source::{ArgoCdMode, Config};
+use crate::yaml;
+
+/// Built-in templates: (file name, text).
+pub const BUILT_IN: [(&str, &str); 4] = [
+    (FLUX_SYNC, include_str!("../../templates/flux-sync.yaml.j2")),
+    (
+        ARGOCD_APPLICATION,
+        include_str!("../../templates/argocd-application.yaml.j2"),
+    ),
+    (
+        ARGOCD_APPLICATIONSET,
+        include_str!("../../templates/argocd-applicationset.yaml.j2"),
+    ),
+    (ARGOCD_ROOT, include_str!("../../templates/argocd-root.yaml.j2")),
+];
+pub const FLUX_SYNC: &str = "flux-sync.yaml.j2";
+pub const ARGOCD_APPLICATION: &str = "argocd-application.yaml.j2";
+pub const ARGOCD_APPLICATIONSET: &str = "argocd-applicationset.yaml.j2";
+pub const ARGOCD_ROOT: &str = "argocd-root.yaml.j2";
+/// Where a source repo keeps its template overrides.
+pub const TEMPLATES_DIR: &str = "templates/";
+
+pub const FLUX_DIR: &str = "flux";
+pub const ARGOCD_DIR: &str = "argocd";
+pub const FLUX_SYNC_FILE: &str = "gotk-sync.yaml";
+
+/// The generated files of one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSyncFiles {
+    /// Files of `flux/<cluster>/`: (name, content).
+    pub flux: Vec<(String, String)>,
+    /// `argocd/applications/<cluster>.yaml`.
+    pub application: Option<String>,
+}
+
+/// Generates the sync objects; `None` from `new` when nothing is to be generated.
+pub struct SyncObjects<'m> {
+    model: &'m Model,
+    env: minijinja::Environment<'m>,
+    /// Shown in errors: the source file of an override, or the built-in template.
+    origins: BTreeMap<&'static str, String>,
+    context: Value,
+}
+
+impl<'m> SyncObjects<'m> {
+    /// `deploy_url`/`branch` are what the clusters fetch: `starmap.yaml`'s `deploy`, else
+    /// the `--deploy` URL and `--branch`.
+    pub fn new(model: &'m Model, cli_deploy: Option<&str>, cli_branch: &str) -> Result<Option<Self>> {
+        let config: &Config = &model.config;
+        if !config.flux.enabled && !config.argocd.enabled {
+            return Ok(None);
+        }
+        let url = config
+            .deploy
+            .url
+            .clone()
+            .or_else(|| cli_deploy.filter(|d| crate::git::is_url(d)).map(String::from));
+        let Some(url) = url else {
+            tracing::info!(
+                "no deploy.url in starmap.yaml and --deploy is not a URL: no Argo CD or Flux objects generated"
+            );
+            return Ok(None);
+        };
+        let branch = config.deploy.branch.clone().unwrap_or_else(|| cli_branch.to_string());
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_fuel(Some(crate::render::template::FUEL));
+        // minijinja would JSON-escape every value of a `*.yaml.j2` template; the templates
+        // quote user-given strings themselves with `tojson`.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        let mut origins = BTreeMap::new();
+        for (name, text) in BUILT_IN {
+            let (text, origin) = match model.templates.get(name) {
+                Some(over) => (over.text.clone(), over.path.clone()),
+                None => (text.to_string(), format!("{TEMPLATES_DIR}{name} (built into starmap)")),
+            };
+            env.add_template_owned(name, text)
+                .map_err(|e| template_error(&origin, &e))?;
+            origins.insert(name, origin);
+        }
+        let context = json!({
+            "deploy": {"url": url, "branch": branch},
+            "flux": {
+                "namespace": config.flux.namespace,
+                "name": config.flux.name,
+                "interval": config.flux.interval,
+                "syncInterval": config.flux.sync_interval,
+                "prune": config.flux.prune,
+                "wait": config.flux.wait,
+                "timeout": config.flux.timeout,
+                "secretRef": config.flux.secret_ref,
+            },
+            "argocd": {
+                "namespace": config.argocd.namespace,
+                "project": config.argocd.project,
+                "mode": config.argocd.mode,
+                "generator": config.argocd.generator,
+                "syncPolicy": config.argocd.sync_policy,
+            },
+        });
+        Ok(Some(SyncObjects {
+            model,
+            env,
+            origins,
+            context,
+        }))
+    }
+
+    /// Everything that shapes the generated files, for the render digest.
+    pub fn fingerprint(&self) -> Value {
+        let templates: Vec<_> = BUILT_IN
+            .iter()
+            .map(|(name, _)| {
+                self.env
+                    .get_template(name)
+                    .map(|t| t.source().to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        json!([self.context, templates])
+    }
+
+    /// The top-level directories these objects own in the deploy repo.
+    pub fn owned_dirs(&self) -> Vec<&'static str> {
+        let mut dirs = Vec::new();
+        if self.model.config.flux.enabled {
+            dirs.push(FLUX_DIR);
+        }
+        if self.model.config.argocd.enabled {
+            dirs.push(ARGOCD_DIR);
+        }
+        dirs
+    }
+
+    pub fn cluster_files(&self, cluster: &Cluster) -> Result<ClusterSyncFiles> {
+        let mut out = ClusterSyncFiles::default();
+        let mut ctx = self.context.clone();
+        ctx["cluster"] = json!({
+            "name": cluster.name,
+            "labels": cluster.labels,
+            "annotations": cluster.annotations,
+            "properties": cluster.spec.properties,
+            "server": cluster.spec.server,
+            "kubeconfigContext": cluster.spec.kubeconfig_context,
+        });
+        let config = &self.model.config;
+        if config.flux.enabled {
+            let sync = self
+                .render(FLUX_SYNC, &ctx)
+                .map_err(|e| e.with_cluster(&cluster.name))?;
+            let kustomization = yaml::to_yaml_string(&crate::render::output::kustomization(&[FLUX_SYNC_FILE]));
+            out.flux = vec![
+                ("kustomization.yaml".into(), kustomization),
+                (FLUX_SYNC_FILE.into(), sync),
+            ];
+        }
+        if config.argocd.enabled && config.argocd.mode == ArgoCdMode::Applications {
+            out.application = Some(
+                self.render(ARGOCD_APPLICATION, &ctx)
+                    .map_err(|e| e.with_cluster(&cluster.name))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Files of `argocd/` that are about the whole fleet: (path below `argocd/`, content).
+    pub fn fleet_files(&self) -> Result<Vec<(String, String)>> {
+        let config = &self.model.config;
+        if !config.argocd.enabled {
+            return Ok(Vec::new());
+        }
+        let (template, file) = match config.argocd.mode {
+            ArgoCdMode::ApplicationSet => (ARGOCD_APPLICATIONSET, "applicationset.yaml"),
+            ArgoCdMode::Applications => (ARGOCD_ROOT, "root.yaml"),
+        };
+        let mut ctx = self.context.clone();
+        ctx["clusters"] = json!(self.model.clusters.iter().map(|c| &c.name).collect::<Vec<_>>());
+        let content = self.render(template, &ctx)?;
+        let kustomization = yaml::to_yaml_string(&crate::render::output::kustomization(&[file]));
+        Ok(vec![
+            ("kustomization.yaml".into(), kustomization),
+            (file.into(), content),
+        ])
+    }
+
+    /// Render a template, then parse its output and write it again, checking that every
+    /// document is a Kubernetes object.
+    fn render(&self, name: &'static str, ctx: &Value) -> Result<String> {
+        let origin = &self.origins[name];
+        let text = self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(minijinja::value::Serde(ctx)))
+            .map_err(|e| template_error(origin, &e))?;
+        let docs = yaml::parse_documents(&text, &format!("{origin} (output)"))?;
+        let mut out = String::new();
+        for doc in &docs {
+            if ObjectId::of(&doc.value).is_none() {
+                return Err(Error::at(
+                    Location::new(origin.clone(), 0),
+                    format!(
+                        "template output line {}: not a Kubernetes object (apiVersion, kind, metadata.name)",
+                        doc.line()
+                    ),
+                ));
+            }
+            if docs.len() > 1 {
+                out.push_str("---\n");
+            }
+            yaml::write_document(&mut out, &doc.value);
+        }
+        Ok(out)
+    }
+}
+
+fn template_error(origin: &str, e: &minijinja::Error) -> Error {
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    Error::at(
+        Location::new(origin, e.line().unwrap_or(0) as u32),
+        format!("template error: {}{detail}", e.kind()),
+    )
+}
