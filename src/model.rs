@@ -24,6 +24,8 @@ pub struct Model {
     pub workloads: Vec<Workload>,
     /// Template overrides from the source's `templates/`, by file name.
     pub templates: BTreeMap<String, TemplateOverride>,
+    /// Things worth saying while loading that are not errors.
+    pub warnings: Vec<String>,
 }
 
 /// A template of the source repo that replaces a built-in one.
@@ -96,6 +98,16 @@ pub struct Workload {
     pub lines: LineTree,
     /// Annotated `starmap.dev/template: "true"`.
     pub templated: bool,
+    /// For objects of a Helm chart rendered with per-cluster values: the clusters (by
+    /// index into `Model::clusters`) whose values produced this object. `None`: every cluster.
+    pub only_clusters: Option<std::sync::Arc<Vec<bool>>>,
+}
+
+impl Workload {
+    /// Whether this object exists for cluster `i` at all (see `only_clusters`).
+    pub fn exists_for(&self, i: usize) -> bool {
+        self.only_clusters.as_ref().is_none_or(|mask| mask[i])
+    }
 }
 
 /// Identity of an object on a cluster: group, kind, namespace, name (not the version).

@@ -150,7 +150,8 @@ pub fn explain(
         .collect();
     let mut not_placed = Vec::new();
     for wi in 0..model.workloads.len() {
-        if !wanted(wi) || cluster_plan.objects.iter().any(|p| p.workload == wi) {
+        let other_variant = !model.workloads[wi].exists_for(ci);
+        if !wanted(wi) || other_variant || cluster_plan.objects.iter().any(|p| p.workload == wi) {
             continue;
         }
         let f = facts(model, wi);

@@ -70,7 +70,7 @@ pub fn placement_clusters(model: &Model, placement: usize) -> Vec<bool> {
 }
 
 pub fn build(model: &Model) -> Result<Plan> {
-    let mut warnings = Vec::new();
+    let mut warnings = model.warnings.clone();
     let workload_facts: Vec<ObjectFacts<'_>> = (0..model.workloads.len()).map(|i| facts(model, i)).collect();
 
     // Per placement: selected clusters, and the first matching clause of each workload.
@@ -116,6 +116,9 @@ pub fn build(model: &Model) -> Result<Plan> {
                 continue;
             }
             for (wi, clause) in sel_objects.iter().enumerate() {
+                if !model.workloads[wi].exists_for(ci) {
+                    continue;
+                }
                 if let Some(clause) = clause {
                     placed[wi].get_or_insert_with(Vec::new).push(PlacedBy {
                         placement: pi,

@@ -7,6 +7,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 use serde_json::Value;
 
+use super::builders::{Chart, ToolDirs, build_kustomize};
 use super::config::{CONFIG_FILE, Config};
 use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
@@ -86,6 +87,10 @@ struct Parts {
     customizations: Vec<Spec<CustomizationDoc>>,
     workloads: Vec<Workload>,
     templates: BTreeMap<String, TemplateOverride>,
+    charts: Vec<Chart>,
+    /// The source on disk, kept while charts still need rendering.
+    checkout: Option<super::tree::Checkout>,
+    warnings: Vec<String>,
 }
 
 /// A parsed document and where it came from.
@@ -116,6 +121,25 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
         .filter(|f| f.path != CONFIG_FILE || inventory_only)
         .filter(|f| ignore.is_none_or(|i| !is_ignored(i, &f.path)))
         .collect();
+    // Directories built by kustomize or helm are not read file by file.
+    let tool_dirs = if inventory_only {
+        ToolDirs::default()
+    } else {
+        ToolDirs::find(files.iter().map(|f| f.path.as_str()))
+    };
+    let files: Vec<_> = files.into_iter().filter(|f| !tool_dirs.contains(&f.path)).collect();
+    if !tool_dirs.is_empty() {
+        let checkout = tree.checkout()?;
+        for (dir, docs) in build_kustomize(tree, &checkout, &tool_dirs.kustomize)? {
+            for doc in docs.into_iter().filter(|d| !d.value.is_null()) {
+                parts.workloads.push(workload(doc, &dir, 0, &[])?);
+            }
+        }
+        for dir in &tool_dirs.charts {
+            parts.charts.push(Chart::read(tree, dir)?);
+        }
+        parts.checkout = Some(checkout);
+    }
     // Parsing is the expensive part for large inventories: files in parallel.
     let parsed: Vec<Result<Vec<Located>>> = files
         .par_iter()
@@ -225,11 +249,20 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         return Ok(());
     }
     let line = doc.line();
+    if doc.value.pointer("/metadata/name").is_none() {
+        // Tool configuration (`.fluxschema.yml`, `skaffold.yaml`) has a kind but is no
+        // Kubernetes object: skipped, and said so, so that a typo is still seen.
+        parts.warnings.push(format!(
+            "{path}:{line}: skipped: {kind} has no metadata.name, so it is not a Kubernetes object \
+             (add the file to `ignore:` in starmap.yaml to silence this)"
+        ));
+        return Ok(());
+    }
     parts.workloads.push(workload(doc, path, line, &[])?);
     Ok(())
 }
 
-fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload> {
+pub(super) fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload> {
     let location = Location::new(path, line);
     let mut value = doc.value;
     for step in at {
@@ -279,6 +312,7 @@ fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload
         source: location,
         lines,
         templated,
+        only_clusters: None,
     })
 }
 
@@ -432,6 +466,12 @@ impl Parts {
         placements.sort_by(|a, b| a.name.cmp(&b.name));
         customizations.sort_by(|a, b| (a.spec.order, &a.name).cmp(&(b.spec.order, &b.name)));
         let mut workloads = self.workloads;
+        if let Some(checkout) = &self.checkout {
+            for chart in &self.charts {
+                workloads.extend(chart.render(checkout, &clusters)?);
+            }
+        }
+        // Stable: the objects of one file or directory keep their order.
         workloads.sort_by(|a, b| a.source.cmp(&b.source));
         Ok(Model {
             source,
@@ -441,6 +481,7 @@ impl Parts {
             customizations,
             workloads,
             templates: self.templates,
+            warnings: self.warnings,
         })
     }
 }

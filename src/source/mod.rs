@@ -2,8 +2,10 @@
 //! straight from its object database. Either way the result is the same: a sorted list of
 //! the YAML/JSON files under the root, as text, with paths relative to the root.
 
+mod builders;
 mod config;
 mod load;
+pub mod tools;
 mod tree;
 
 pub use config::{ArgoCdGenerator, ArgoCdMode, CONFIG_FILE, Config, FluxSettings};

@@ -26,6 +26,23 @@ pub struct SourceTree {
     pub files: Vec<SourceFile>,
     /// On-disk root, when the source is a directory (kustomize and helm need files).
     pub root: Option<PathBuf>,
+    /// The repository and commit, when the source was read from git.
+    pub git: Option<(PathBuf, git2::Oid)>,
+}
+
+/// The files of a source on disk: the directory itself, or a git tree written out.
+pub enum Checkout {
+    Dir(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl Checkout {
+    pub fn path(&self) -> &Path {
+        match self {
+            Checkout::Dir(p) => p,
+            Checkout::Temp(t) => t.path(),
+        }
+    }
 }
 
 /// YAML and JSON documents, and template overrides in `templates/`.
@@ -33,6 +50,8 @@ fn wanted(path: &str) -> bool {
     path.ends_with(".yaml")
         || path.ends_with(".yml")
         || path.ends_with(".json")
+        || path == "Kustomization"
+        || path.ends_with("/Kustomization")
         || (path.starts_with(crate::gitops::TEMPLATES_DIR) && path.ends_with(".j2"))
 }
 
@@ -68,6 +87,47 @@ impl SourceTree {
         tree.display = spec.to_string();
         tree.files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(tree)
+    }
+
+    /// All files of the source on disk, for tools that read them (kustomize, helm).
+    pub fn checkout(&self) -> Result<Checkout> {
+        if let Some(root) = &self.root {
+            return Ok(Checkout::Dir(root.clone()));
+        }
+        let Some((repo_path, commit)) = &self.git else {
+            return Err(Error::msg(format!(
+                "{}: kustomize and Helm sources need a directory or git repository",
+                self.display
+            )));
+        };
+        let dir = tempfile::tempdir().map_err(|e| Error::msg(format!("cannot create a temporary directory: {e}")))?;
+        let repo = git2::Repository::open(repo_path)?;
+        let tree = repo.find_commit(*commit)?.tree()?;
+        let mut failure = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+            let path = dir.path().join(parent).join(entry.name().unwrap_or(""));
+            let result = match entry.filemode() {
+                0o040000 => std::fs::create_dir_all(&path),
+                0o100644 | 0o100755 => match repo.find_blob(entry.id()) {
+                    Ok(blob) => std::fs::write(&path, blob.content()),
+                    Err(e) => Err(std::io::Error::other(e.message().to_string())),
+                },
+                // Symlinks were checked when the tree was read; submodules are not followed.
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => git2::TreeWalkResult::Ok,
+                Err(e) => {
+                    failure = Some(Error::msg(format!("cannot write {}: {e}", path.display())));
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .ok();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Checkout::Temp(dir)),
+        }
     }
 
     pub fn file(&self, path: &str) -> Option<&SourceFile> {
@@ -237,6 +297,7 @@ fn read_git(repo: &git2::Repository, reference: &str) -> Result<SourceTree> {
     Ok(SourceTree {
         commit: Some(commit.id().to_string()),
         files,
+        git: Some((repo.path().to_path_buf(), commit.id())),
         ..Default::default()
     })
 }

@@ -162,3 +162,22 @@ pub fn render(source: &Path, deploy: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Build a directory with the real kustomize (`kubectl kustomize`, or `kustomize build`
+/// where only kustomize is installed) and assert it succeeds.
+pub fn kustomize_build_ok(dir: &Path, _repo: &Path, what: &str) {
+    let kubectl = Command::new("kubectl").arg("kustomize").arg(dir).output();
+    let out = match kubectl {
+        Ok(out) => out,
+        Err(_) => Command::new("kustomize")
+            .arg("build")
+            .arg(dir)
+            .output()
+            .expect("kubectl or kustomize is installed"),
+    };
+    assert!(
+        out.status.success(),
+        "kustomize build of {what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
