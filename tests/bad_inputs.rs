@@ -298,11 +298,22 @@ fn document_without_kind_names_file_and_line() {
     assert_contains(&line, &["kind"]);
 }
 
+/// A document with a kind but no `metadata.name` is not a Kubernetes object (tool
+/// configuration such as `.fluxschema.yml` looks like that): it is skipped, never silently,
+/// with a warning naming the file and line, so a misspelled `metadata` is still seen.
 #[test]
-fn workload_without_metadata_name_names_file_and_line() {
-    let line = render_fails(&case("no-metadata-name"));
-    assert_prefix(&line, "error: workloads/web/service.yaml:1: ");
-    assert_contains(&line, &["metadata.name"]);
+fn workload_without_metadata_name_is_skipped_with_a_warning_naming_file_and_line() {
+    let out = common::starmap()
+        .args(["validate", "--source"])
+        .arg(case("no-metadata-name"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("warning: workloads/web/service.yaml:1: skipped: Service has no metadata.name"),
+        "{stdout}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
