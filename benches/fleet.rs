@@ -88,6 +88,11 @@ fn workloads(objects: usize) -> Vec<(String, String)> {
 
 fn specs() -> Vec<(String, String)> {
     vec![
+        // Flux objects per cluster and an Argo CD Application per cluster are generated too.
+        (
+            "starmap.yaml".into(),
+            "deploy: {url: https://git.example.com/fleet-deploy.git}\nargocd: {mode: applications}\n".into(),
+        ),
         ("placements/all.yaml".into(), "apiVersion: starmap.dev/v1alpha1\nkind: Placement\nmetadata:\n  name: everything\nspec:\n  clusterSelectors:\n  - matchExpressions:\n    - {key: tier, operator: In, values: [edge, regional]}\n  workloads:\n  - paths: [\"workloads/**\"]\n".into()),
         ("customizations/region-label.yaml".into(), "apiVersion: starmap.dev/v1alpha1\nkind: Customization\nmetadata:\n  name: region-label\nspec:\n  targets:\n  - kinds: [Deployment]\n  patches:\n  - {op: add, path: /metadata/labels/region, value: \"{{ cluster.labels.region }}\"}\n  - {op: add, path: /spec/template/metadata/labels/ring, value: \"ring-{{ cluster.labels.ring }}\"}\n".into()),
         ("customizations/store-annotations.yaml".into(), "apiVersion: starmap.dev/v1alpha1\nkind: Customization\nmetadata:\n  name: store-annotations\nspec:\n  order: 10\n  clusterSelectors:\n  - matchLabels: {tier: edge}\n  targets:\n  - kinds: [Deployment, Service]\n  merge:\n    metadata:\n      annotations:\n        retail.example.com/store: \"{{ cluster.properties.storeId }}\"\n        retail.example.com/host: \"{{ cluster.properties.ingress.host }}\"\n".into()),
