@@ -118,6 +118,9 @@ pub fn plan_result(
                 return;
             }
             println!("Plan: {}\n", summary(changes));
+            if changes.sync_changed {
+                println!("~ the generated Argo CD and Flux objects (argocd/, flux/) change\n");
+            }
             for c in &changes.clusters {
                 println!(
                     "{} cluster {} ({} object{})",
@@ -187,6 +190,9 @@ fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warn
         return m;
     }
     let _ = writeln!(m, "**{}**\n", summary(changes));
+    if changes.sync_changed {
+        m.push_str("The generated Argo CD and Flux objects (`argocd/`, `flux/`) change.\n\n");
+    }
     m.push_str("| cluster | | added | changed | removed |\n|---|---|---:|---:|---:|\n");
     const ROWS: usize = 100;
     for c in changes.clusters.iter().take(ROWS) {
