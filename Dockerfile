@@ -47,6 +47,8 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # musl target, OpenSSL from source (openssl-src, through the vendored-openssl feature; do
 # not set OPENSSL_NO_VENDOR, which would turn that off), and linked statically.
 FROM rust:${RUST_VERSION}-bookworm AS build
+# The image tag fixes the Debian release, and so musl-tools' version.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
@@ -65,7 +67,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target x86_64-unknown-linux-musl --features vendored-openssl \
  && cp target/x86_64-unknown-linux-musl/release/starmap /starmap \
- && if readelf -d /starmap | grep -q NEEDED; then echo "starmap is not static" >&2; exit 1; fi \
+ && readelf -d /starmap > /tmp/dynamic-section.txt \
+ && if grep -q NEEDED /tmp/dynamic-section.txt; then echo "starmap is not static" >&2; exit 1; fi \
  && /starmap --version
 
 # --- 3. runtime: no shell, no libc, CA certificates, user nonroot -------------------------

@@ -6,6 +6,12 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `starmap plan | head`: a closed pipe ends the program quietly, as it does `cat`,
+    // instead of making println! fail.
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // A bug must still come out as one readable line and exit 1, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let what = info
