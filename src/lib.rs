@@ -13,6 +13,7 @@ pub mod gitops;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod schema;
 pub mod source;
 pub mod spec;
 pub mod yaml;

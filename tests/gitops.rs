@@ -233,3 +233,113 @@ fn a_broken_template_override_is_reported_like_other_template_errors() {
         "{stderr}"
     );
 }
+
+/// `--schemas` directories: the real Kubernetes JSON schemas and the Argo CD and Flux CRDs.
+fn schema_args() -> Vec<String> {
+    [
+        "k8s-json-schema/v1.30.10-standalone-strict",
+        "crds/argo-cd-v3.5.1",
+        "crds/flux-source-controller-v1.9.1",
+        "crds/flux-kustomize-controller-v1.9.4",
+    ]
+    .iter()
+    .flat_map(|d| ["--schemas".to_string(), common::shared_data(d).display().to_string()])
+    .collect()
+}
+
+fn validate_with_schemas(src: &Path) -> std::process::Output {
+    starmap()
+        .args(["validate", "-o", "json", "--source"])
+        .arg(src)
+        .args(schema_args())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn generated_sync_objects_and_workloads_validate_against_the_real_schemas() {
+    for (mode, objects) in [("applicationset", 1), ("applications", 15)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = fixtures_with_config(
+            tmp.path(),
+            &format!(
+                "deploy: {{url: https://git.example.com/deploy.git}}\nflux: {{secretRef: flux-system}}\nargocd: {{mode: {mode}}}\n"
+            ),
+        );
+        let out = validate_with_schemas(&src);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let schemas = &report["schemas"];
+        assert_eq!(schemas["invalid"], serde_json::json!([]));
+        // 200 workload objects, 2 Flux objects per cluster, and the Argo CD objects.
+        assert_eq!(
+            schemas["checked"].as_u64().unwrap() as usize,
+            200 - 4 + 28 + objects,
+            "{schemas}"
+        );
+        // Kinds without a schema are reported, not passed silently.
+        assert_eq!(
+            schemas["unchecked"],
+            serde_json::json!([{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "objects": 4}])
+        );
+    }
+}
+
+#[test]
+fn a_broken_field_in_a_generated_flux_object_fails_crd_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixtures(), &src);
+    std::fs::create_dir_all(src.join("templates")).unwrap();
+    let broken = std::fs::read_to_string(common::root().join("templates/flux-sync.yaml.j2"))
+        .unwrap()
+        .replace(
+            "  interval: {{ flux.interval | tojson }}",
+            "  intervall: {{ flux.interval | tojson }}",
+        );
+    std::fs::write(src.join("templates/flux-sync.yaml.j2"), broken).unwrap();
+    let out = starmap()
+        .args(["validate", "--source"])
+        .arg(&src)
+        .args(schema_args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(
+            "error: flux/hub-ap-southeast/gotk-sync.yaml: cluster hub-ap-southeast, GitRepository/flux-system/starmap: "
+        ),
+        "{stderr}"
+    );
+    assert!(
+        first.contains("'intervall' was unexpected") && first.contains("\"interval\" is a required property"),
+        "{first}"
+    );
+    assert_eq!(stderr.lines().count(), 14, "one line per cluster: {stderr}");
+}
+
+#[test]
+fn a_misspelled_field_in_a_workload_fails_schema_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&fixtures(), &src);
+    let path = src.join("workloads/storefront/service.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("  selector:", "  selektor:", 1)).unwrap();
+    let out = starmap()
+        .args(["validate", "--source"])
+        .arg(&src)
+        .args(schema_args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: workloads/storefront/service.yaml: cluster lab-1, Service/storefront/storefront: /spec: Additional properties are not allowed ('selektor' was unexpected)"), "{stderr}");
+}

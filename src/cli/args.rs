@@ -62,7 +62,8 @@ pub enum Command {
     /// Check specs and render every cluster in memory, writing nothing.
     #[command(after_help = "Examples:\n  \
         starmap validate --source ./fixtures\n  \
-        starmap validate --source . --inventory ./inventory -o json")]
+        starmap validate --source . --inventory ./inventory -o json\n  \
+        starmap validate --source . --schemas ./k8s-json-schema/v1.30.10-standalone-strict --schemas ./crds")]
     Validate(ValidateArgs),
 }
 
@@ -136,6 +137,15 @@ pub struct ExplainArgs {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Also validate every rendered object (and the generated Argo CD/Flux objects) against
+    /// the schemas in DIR: Kubernetes JSON schema files (`<kind>-<group>-<version>.json`,
+    /// "standalone-strict") and CustomResourceDefinition YAML files. Repeatable. Kinds with
+    /// no schema are reported as unchecked.
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Vec<std::path::PathBuf>,
+    /// The branch clusters follow, for the generated Argo CD/Flux objects (default: main).
+    #[arg(long, short = 'b', env = "STARMAP_BRANCH", default_value = "main")]
+    pub branch: String,
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: flags (clap), one function per command, output formats.
 
 mod args;
+mod check;
 mod output;
 
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use starmap::deploy::{self, DeployRepo, WriteOptions};
 use starmap::gitops::SyncObjects;
 use starmap::plan::{self, Plan};
 use starmap::render::{self, Renderer};
+use starmap::schema::SchemaSet;
 use starmap::source::{Inventory, SourceTree, load_model};
 use starmap::{Model, Result};
 
@@ -147,34 +149,87 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
 fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
-    let sync = SyncObjects::new(&model, None, "main")?;
+    let sync = SyncObjects::new(&model, None, &a.branch)?;
     let renderer = Renderer::new(&model, &env)?.with_sync(sync);
     let clusters: Vec<_> = plan.clusters.iter().collect();
     let rendered = renderer.render(&clusters)?;
     let objects: usize = rendered.iter().map(|r| r.objects.len()).sum();
+    let schema_report = if a.schemas.is_empty() {
+        None
+    } else {
+        let mut schemas = SchemaSet::new();
+        for dir in &a.schemas {
+            let n = schemas.load_dir(dir)?;
+            if n == 0 {
+                return Err(starmap::Error::msg(format!(
+                    "--schemas {}: no schema found there",
+                    dir.display()
+                )));
+            }
+        }
+        let fleet = renderer
+            .sync()
+            .map(|s| s.fleet_files())
+            .transpose()?
+            .unwrap_or_default();
+        Some(check::against_schemas(&model, &rendered, &fleet, &schemas)?)
+    };
+    let invalid = schema_report.as_ref().map(|r| r.invalid.len()).unwrap_or(0);
     match a.output {
         OutputFormat::Json => output::print_json(&serde_json::json!({
-            "valid": true,
+            "valid": invalid == 0,
             "clusters": model.clusters.len(),
             "placements": model.placements.len(),
             "customizations": model.customizations.len(),
             "workloads": model.workloads.len(),
             "renderedObjects": objects,
             "warnings": plan.warnings,
+            "schemas": schema_report,
         })),
         _ => {
             for w in &plan.warnings {
                 println!("warning: {w}");
             }
-            println!(
-                "valid: {}, {}, {}, {}; {} rendered",
-                output::count(model.clusters.len(), "cluster"),
-                output::count(model.placements.len(), "placement"),
-                output::count(model.customizations.len(), "customization"),
-                output::count(model.workloads.len(), "workload object"),
-                output::count(objects, "object"),
-            );
+            if let Some(report) = &schema_report {
+                for i in &report.invalid {
+                    eprintln!(
+                        "error: {}: cluster {}, {}: {}",
+                        i.source,
+                        i.cluster,
+                        i.object,
+                        i.errors.join("; ")
+                    );
+                }
+                for u in &report.unchecked {
+                    println!(
+                        "unchecked: no schema for {} {} ({})",
+                        u.api_version,
+                        u.kind,
+                        output::count(u.objects, "object")
+                    );
+                }
+                println!(
+                    "schemas: {} checked against a schema, {} invalid, {} unchecked",
+                    output::count(report.checked, "object"),
+                    report.invalid.len(),
+                    report.unchecked.iter().map(|u| u.objects).sum::<usize>()
+                );
+            }
+            if invalid == 0 {
+                println!(
+                    "valid: {}, {}, {}, {}; {} rendered",
+                    output::count(model.clusters.len(), "cluster"),
+                    output::count(model.placements.len(), "placement"),
+                    output::count(model.customizations.len(), "customization"),
+                    output::count(model.workloads.len(), "workload object"),
+                    output::count(objects, "object"),
+                );
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
