@@ -176,16 +176,21 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
     };
     let invalid = schema_report.as_ref().map(|r| r.invalid.len()).unwrap_or(0);
     match a.output {
-        OutputFormat::Json => output::print_json(&serde_json::json!({
-            "valid": invalid == 0,
-            "clusters": model.clusters.len(),
-            "placements": model.placements.len(),
-            "customizations": model.customizations.len(),
-            "workloads": model.workloads.len(),
-            "renderedObjects": objects,
-            "warnings": plan.warnings,
-            "schemas": schema_report,
-        })),
+        OutputFormat::Json => {
+            let mut report = serde_json::json!({
+                "valid": invalid == 0,
+                "clusters": model.clusters.len(),
+                "placements": model.placements.len(),
+                "customizations": model.customizations.len(),
+                "workloads": model.workloads.len(),
+                "renderedObjects": objects,
+                "warnings": plan.warnings,
+            });
+            if let Some(schemas) = &schema_report {
+                report["schemas"] = serde_json::to_value(schemas).unwrap_or_default();
+            }
+            output::print_json(&report)
+        }
         _ => {
             for w in &plan.warnings {
                 println!("warning: {w}");
