@@ -196,20 +196,13 @@ fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warn
     m.push_str("| cluster | | added | changed | removed |\n|---|---|---:|---:|---:|\n");
     const ROWS: usize = 100;
     for c in changes.clusters.iter().take(ROWS) {
-        let n = |k| c.objects.iter().filter(|o| o.change == k).count();
         let what = match c.change {
             ChangeKind::Added => "new cluster",
             ChangeKind::Changed => "",
             ChangeKind::Removed => "removed cluster",
         };
-        let _ = writeln!(
-            m,
-            "| `{}` | {what} | {} | {} | {} |",
-            c.cluster,
-            n(ChangeKind::Added),
-            n(ChangeKind::Changed),
-            n(ChangeKind::Removed)
-        );
+        let (added, changed, removed) = c.counts();
+        let _ = writeln!(m, "| `{}` | {what} | {added} | {changed} | {removed} |", c.cluster);
     }
     if changes.clusters.len() > ROWS {
         let _ = writeln!(m, "| … {} more clusters | | | | |", changes.clusters.len() - ROWS);

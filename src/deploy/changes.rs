@@ -91,6 +91,14 @@ impl Changes {
     }
 }
 
+impl ClusterChange {
+    /// Objects added, changed, removed on this cluster.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |k| self.objects.iter().filter(|o| o.change == k).count();
+        (n(ChangeKind::Added), n(ChangeKind::Changed), n(ChangeKind::Removed))
+    }
+}
+
 /// A cluster directory rendered in this run.
 pub struct NewCluster<'a> {
     pub rendered: &'a RenderedCluster,
@@ -255,15 +263,8 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
     }
     const SHOWN: usize = 50;
     for c in changes.clusters.iter().take(SHOWN) {
-        let count = |k| c.objects.iter().filter(|o| o.change == k).count();
-        let _ = writeln!(
-            m,
-            "  {}: +{} ~{} -{}",
-            c.cluster,
-            count(ChangeKind::Added),
-            count(ChangeKind::Changed),
-            count(ChangeKind::Removed)
-        );
+        let (added, changed, removed) = c.counts();
+        let _ = writeln!(m, "  {}: +{added} ~{changed} -{removed}", c.cluster);
     }
     if n > SHOWN {
         let _ = writeln!(m, "  ... and {} more clusters", n - SHOWN);

@@ -354,13 +354,13 @@ fn leaf_paths(v: &Value, prefix: String, out: &mut Vec<(String, String)>) {
 
 /// A path into a value, owned (the value is being changed while we walk it).
 #[derive(Debug, Clone)]
-enum PathSeg {
+pub(crate) enum PathSeg {
     Key(String),
     Index(usize),
 }
 
 impl PathSeg {
-    fn step(&self) -> Step<'_> {
+    pub(crate) fn step(&self) -> Step<'_> {
         match self {
             PathSeg::Key(k) => Step::Key(k),
             PathSeg::Index(i) => Step::Index(*i),
@@ -368,10 +368,11 @@ impl PathSeg {
     }
 }
 
-type LeafError = (Vec<PathSeg>, String, String);
+/// Where a template failed, its text, and why.
+pub(crate) type LeafError = (Vec<PathSeg>, String, String);
 
 /// Expand every template string leaf of `value` in place.
-fn expand_leaves(
+pub(crate) fn expand_leaves(
     value: &mut Value,
     templates: &Templates<'_, '_>,
     context: &minijinja::Value,
@@ -401,7 +402,11 @@ fn expand_leaves(
 }
 
 /// Call `f` with every template string leaf and its path.
-fn collect_templates<'v>(value: &'v Value, path: &mut Vec<Step<'v>>, f: &mut impl FnMut(&'v str, &[Step<'v>])) {
+pub(crate) fn collect_templates<'v>(
+    value: &'v Value,
+    path: &mut Vec<Step<'v>>,
+    f: &mut impl FnMut(&'v str, &[Step<'v>]),
+) {
     match value {
         Value::String(s) if is_template(s) => f(s, path),
         Value::Array(items) => {

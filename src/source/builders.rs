@@ -14,7 +14,8 @@ use super::tools;
 use super::tree::{Checkout, SourceTree};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Workload};
-use crate::render::template::{self, Templates, is_template};
+use crate::render::template::{self, Templates};
+use crate::render::{PathSeg, collect_templates, expand_leaves};
 use crate::yaml::{self, Doc, Step};
 
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -150,7 +151,7 @@ impl Chart {
             return Ok(vec![(Value::Object(Default::default()), (0..clusters.len()).collect())]);
         };
         let mut texts = Vec::new();
-        collect_strings(&doc.value, &mut texts);
+        collect_templates(&doc.value, &mut Vec::new(), &mut |text, _| texts.push(text));
         let env = template::environment();
         let templates = Templates::compile(&env, texts.iter().copied())
             .map_err(|(text, e)| Error::at(Location::new(shown, doc.line()), format!("template {text:?}: {e}")))?;
@@ -161,8 +162,8 @@ impl Chart {
             })));
             let mut values = doc.value.clone();
             let mut path = Vec::new();
-            expand(&mut values, &templates, &ctx, &mut path).map_err(|(path, text, e)| {
-                let steps: Vec<Step<'_>> = path.iter().map(|s: &PathPart| s.step()).collect();
+            expand_leaves(&mut values, &templates, &ctx, &mut path).map_err(|(path, text, e)| {
+                let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
                 Error::at(
                     Location::new(shown, doc.lines.line_at(&steps)),
                     format!("template {text:?}: {e}"),
@@ -216,61 +217,6 @@ impl Chart {
             .flatten()
             .collect())
     }
-}
-
-fn collect_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
-    match v {
-        Value::String(s) if is_template(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
-        Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
-        _ => {}
-    }
-}
-
-#[derive(Clone)]
-enum PathPart {
-    Key(String),
-    Index(usize),
-}
-
-impl PathPart {
-    fn step(&self) -> Step<'_> {
-        match self {
-            PathPart::Key(k) => Step::Key(k),
-            PathPart::Index(i) => Step::Index(*i),
-        }
-    }
-}
-
-type ExpandError = (Vec<PathPart>, String, String);
-
-fn expand(
-    v: &mut Value,
-    t: &Templates<'_, '_>,
-    ctx: &minijinja::Value,
-    path: &mut Vec<PathPart>,
-) -> Result<(), ExpandError> {
-    match v {
-        Value::String(s) if is_template(s) => {
-            *v = t.expand(s, ctx).map_err(|e| (path.clone(), s.clone(), e))?;
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(PathPart::Index(i));
-                expand(item, t, ctx, path)?;
-                path.pop();
-            }
-        }
-        Value::Object(m) => {
-            for (k, item) in m.iter_mut() {
-                path.push(PathPart::Key(k.clone()));
-                expand(item, t, ctx, path)?;
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]
