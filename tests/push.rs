@@ -130,3 +130,27 @@ fn render_into_remote_twice_pushes_once() {
     assert!(String::from_utf8_lossy(&second.stdout).contains("no changes"));
     assert_eq!(commit_count(&tmp.path().join("deploy.git"), "main"), 2);
 }
+
+#[test]
+fn render_into_a_url_without_push_commits_only_in_the_cache_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _other) = remote_with_other_writer(tmp.path());
+    let out = starmap()
+        .env("STARMAP_CACHE_DIR", tmp.path().join("cache"))
+        .args(["render", "--source"])
+        .arg(common::fixtures())
+        .args(["--deploy", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("note: committed in the local cache only; add --push"),
+        "{stdout}"
+    );
+    assert_eq!(
+        commit_count(&tmp.path().join("deploy.git"), "main"),
+        1,
+        "the remote is untouched"
+    );
+}

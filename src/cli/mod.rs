@@ -110,6 +110,12 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         "render done"
     );
     output::render_result(&model, &deploy.display, &deploy.branch, &outcome, a.dry_run, a.output);
+    if deploy.remote && !a.push && outcome.commit.is_some() && a.output != OutputFormat::Json {
+        println!(
+            "note: committed in the local cache only; add --push to send it to {}",
+            deploy.display
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
