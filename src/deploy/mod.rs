@@ -25,7 +25,7 @@ use git2::Oid;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::plan::Plan;
-use crate::render::{self, RenderedCluster, Renderer};
+use crate::render::{RenderedCluster, Renderer};
 pub use changes::Changes;
 pub use repo::DeployRepo;
 
@@ -161,10 +161,4 @@ pub fn plan(
             Ok(changes::all_new(rendered))
         }
     }
-}
-
-/// Global digest, exposed for tests and the benchmark.
-pub fn inputs_digest(model: &Model) -> String {
-    use sha2::Digest;
-    hex::encode(render::global_digest(model).finalize())
 }

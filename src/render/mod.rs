@@ -5,8 +5,6 @@ mod normalize;
 pub mod output;
 pub mod template;
 
-use std::collections::BTreeMap;
-
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -14,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Model, ObjectId, Workload};
-use crate::plan::{ClusterPlan, PlacedObject, Plan};
+use crate::plan::{ClusterPlan, PlacedObject};
 use crate::yaml::{self, Step};
 pub use normalize::normalize;
 use template::{Templates, is_template};
@@ -514,12 +512,4 @@ pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
         })
         .collect();
     json!({ "cluster": rendered.name, "objects": objects })
-}
-
-/// Cluster plans by name, for looking up one cluster.
-pub fn plans_by_name<'p>(model: &Model, plan: &'p Plan) -> BTreeMap<String, &'p ClusterPlan> {
-    plan.clusters
-        .iter()
-        .map(|p| (model.clusters[p.cluster].name.clone(), p))
-        .collect()
 }
