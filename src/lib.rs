@@ -16,6 +16,7 @@ pub mod render;
 pub mod schema;
 pub mod source;
 pub mod spec;
+pub mod status;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -772,3 +772,53 @@ fn errors_are_one_line_with_exit_1() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(!Path::new(&not_repo.join(".git")).exists());
 }
+
+#[test]
+fn status_health_prints_each_objects_health_and_message() {
+    let data = |f: &str| common::shared_data(&format!("health/testdata/{f}"));
+    let out = starmap()
+        .args(["status", "health", "-o", "json"])
+        .arg(data("deployment-degraded.yaml"))
+        .arg(data("pvc-pending.yaml"))
+        .arg(data("job-succeeded.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["health"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Deployment".to_string(), "Degraded".to_string()),
+            ("PersistentVolumeClaim".to_string(), "Progressing".to_string()),
+            ("Job".to_string(), "Healthy".to_string())
+        ]
+    );
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded its progress deadline"),
+        "{rows}"
+    );
+    let text = starmap()
+        .args(["status", "health"])
+        .arg(data("pvc-pending.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.starts_with("KIND") && stdout.contains("PersistentVolumeClaim") && stdout.contains("Progressing"),
+        "{stdout}"
+    );
+}

@@ -65,6 +65,28 @@ pub enum Command {
         starmap validate --source . --inventory ./inventory -o json\n  \
         starmap validate --source . --schemas ./k8s-json-schema/v1.30.10-standalone-strict --schemas ./crds")]
     Validate(ValidateArgs),
+    /// Status of the fleet's objects (more status commands come with status collection).
+    #[command(subcommand)]
+    Status(StatusCommand),
+}
+
+#[derive(Subcommand)]
+pub enum StatusCommand {
+    /// The health and message the health rules give each object in the files (live
+    /// objects with `.status`, e.g. from `kubectl get -o yaml`); for debugging offline.
+    #[command(after_help = "Examples:\n  \
+        kubectl get deploy -A -o yaml > live.yaml && starmap status health live.yaml\n  \
+        starmap status health pod.yaml hpa.yaml -o json")]
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+pub struct HealthArgs {
+    /// YAML or JSON files with one or more objects (`kind: List` is read as its items).
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Clone)]

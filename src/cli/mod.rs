@@ -25,6 +25,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Plan(a) => plan_cmd(a),
         Command::Explain(a) => explain_cmd(a),
         Command::Validate(a) => validate_cmd(a),
+        Command::Status(args::StatusCommand::Health(a)) => health_cmd(a),
     }
 }
 
@@ -149,6 +150,64 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
     let renderer = Renderer::new(&model, &env)?.explaining();
     let explanation = plan::explain::explain(&model, &plan, &renderer, &a.cluster, a.object.as_deref())?;
     output::explain_result(&explanation, a.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn health_cmd(a: args::HealthArgs) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for file in &a.files {
+        let shown = file.display().to_string();
+        let bytes = std::fs::read(file).map_err(|e| starmap::Error::msg(format!("{shown}: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| starmap::Error::msg(format!("{shown}: not UTF-8 text")))?;
+        for doc in starmap::yaml::parse_documents(&text, &shown)? {
+            let objects = match doc.value.get("items").and_then(|i| i.as_array()) {
+                Some(items)
+                    if doc
+                        .value
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .is_some_and(|k| k.ends_with("List")) =>
+                {
+                    items.clone()
+                }
+                _ => vec![doc.value],
+            };
+            for object in objects {
+                let text = |p: &str| object.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                // An object that exists with no health rules is Healthy (contract section 5).
+                let status =
+                    starmap::status::health::health_of(&object).unwrap_or(starmap::status::health::HealthStatus {
+                        health: starmap::status::health::Health::Healthy,
+                        message: String::new(),
+                    });
+                rows.push(serde_json::json!({
+                    "kind": text("/kind"),
+                    "name": text("/metadata/name"),
+                    "namespace": object.pointer("/metadata/namespace").and_then(|v| v.as_str()),
+                    "health": status.health,
+                    "message": status.message,
+                }));
+            }
+        }
+    }
+    if a.output == OutputFormat::Json {
+        output::print_json(&serde_json::Value::Array(rows));
+    } else {
+        println!("{:<28} {:<40} {:<12} MESSAGE", "KIND", "NAMESPACE/NAME", "HEALTH");
+        for r in &rows {
+            let name = match r["namespace"].as_str() {
+                Some(ns) => format!("{ns}/{}", r["name"].as_str().unwrap_or("")),
+                None => r["name"].as_str().unwrap_or("").to_string(),
+            };
+            println!(
+                "{:<28} {:<40} {:<12} {}",
+                r["kind"].as_str().unwrap_or(""),
+                name,
+                r["health"].as_str().unwrap_or(""),
+                r["message"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

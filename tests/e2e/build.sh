@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Build the e2e fleet binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
+# kwok, and, when tests/e2e/flux exists, Flux source-controller and kustomize-controller) from
+# the Go module proxy into a cache outside the repo, keyed by version. Binaries already present
+# are reused. Usage: tests/e2e/build.sh [--print-bin]
+#   --print-bin   only print the bin directory (after building what is missing)
+# Environment:
+#   STARMAP_E2E_CACHE   cache root (default ~/.cache/starmap-e2e)
+#   STARMAP_E2E_TIME    set to 1 to wrap each go build in /usr/bin/time -v (peak RAM in log)
+#   STARMAP_E2E_NO_FLUX set to 1 to skip the Flux controllers
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PRINT_BIN=0
+[[ "${1:-}" == "--print-bin" ]] && PRINT_BIN=1
+
+say() { echo "[e2e build] $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+command -v go >/dev/null || die "go not found in PATH (need Go >= 1.23)"
+
+# Versions come from the committed go.mod files, so the cache key follows them.
+modver() { # modver <go.mod> <module path>
+  awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit}' "$1"
+}
+K8S_VERSION="$(modver "$HERE/k8s/go.mod" k8s.io/kubernetes)"
+ETCD_VERSION="$(modver "$HERE/k8s/go.mod" go.etcd.io/etcd/server/v3)"
+KWOK_VERSION="v0.7.0"
+[[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" ]] || die "cannot read versions from $HERE/k8s/go.mod"
+FLUX_KEY=""
+if [[ -f "$HERE/flux/go.mod" ]]; then
+  SC_VERSION="$(modver "$HERE/flux/go.mod" github.com/fluxcd/source-controller)"
+  KC_VERSION="$(modver "$HERE/flux/go.mod" github.com/fluxcd/kustomize-controller)"
+  FLUX_KEY="-sc${SC_VERSION}-kc${KC_VERSION}"
+fi
+
+# One bin dir per combination of versions; each binary is built once per its own version into
+# $CACHE/store/<name>@<version>/ and linked into the bin dir, so adding or bumping one component
+# does not rebuild the others.
+KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}"
+CACHE="${STARMAP_E2E_CACHE:-$HOME/.cache/starmap-e2e}"
+BIN="$CACHE/$KEY/bin"
+LOGDIR="$CACHE/build-logs"
+mkdir -p "$BIN" "$LOGDIR" "$CACHE/store"
+
+export CGO_ENABLED=0
+TIMER=()
+if [[ "${STARMAP_E2E_TIME:-0}" == 1 && -x /usr/bin/time ]]; then TIMER=(/usr/bin/time -v); fi
+
+TOTAL_START=$SECONDS
+BUILT=0
+
+# build_one <name> <version> <dir> <command...>: unless the store already has <name>@<version>,
+# run the command (which must write $CACHE/store/<name>@<version>/<name>) in <dir>; then link
+# it into $BIN.
+build_one() {
+  local name="$1" version="$2" dir="$3"; shift 3
+  local store="$CACHE/store/$name@$version"
+  OUT="$store/$name"
+  if [[ -x "$OUT" ]]; then
+    say "$name $version: cached ($OUT)"
+  else
+    local log="$LOGDIR/$name@$version.log"
+    say "$name $version: building (log: $log) ..."
+    mkdir -p "$store"
+    local start=$SECONDS
+    if ! (cd "$dir" && "${TIMER[@]}" "$@") >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      die "$name: build failed, see $log"
+    fi
+    [[ -x "$OUT" ]] || die "$name: build produced no binary at $OUT"
+    say "$name $version: built in $((SECONDS - start))s"
+    BUILT=$((BUILT + 1))
+  fi
+  ln -sfn "$OUT" "$BIN/$name"
+}
+
+# Kubernetes: -X flags so that /version reports the real version instead of v0.0.0-master.
+K8S_MINOR="$(echo "$K8S_VERSION" | cut -d. -f2)"
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+VPKG=k8s.io/component-base/version
+K8S_LDFLAGS="-s -w -X $VPKG.gitVersion=$K8S_VERSION -X $VPKG.gitMajor=1 -X $VPKG.gitMinor=$K8S_MINOR"
+K8S_LDFLAGS+=" -X $VPKG.gitTreeState=clean -X $VPKG.buildDate=$BUILD_DATE"
+K8S_LDFLAGS+=" -X $VPKG.gitCommit=$K8S_VERSION"
+# client-go carries its own copy of the version variables (used by some clients' User-Agent).
+K8S_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+K8S_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$K8S_MINOR"
+
+for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  build_one "$c" "$K8S_VERSION" "$HERE/k8s" \
+    go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$CACHE/store/$c@$K8S_VERSION/$c" "k8s.io/kubernetes/cmd/$c"
+done
+# etcd: server/main.go is package main in etcd 3.5.
+build_one etcd "$ETCD_VERSION" "$HERE/k8s" \
+  go build -trimpath -ldflags "-s -w" -o "$CACHE/store/etcd@$ETCD_VERSION/etcd" go.etcd.io/etcd/server/v3
+
+# kwok: no replace directives, so plain go install into the cache (outside any module).
+build_one kwok "$KWOK_VERSION" "$CACHE" env GOBIN="$CACHE/store/kwok@$KWOK_VERSION" GOFLAGS=-trimpath go install -ldflags "-s -w" \
+  "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+
+if [[ -f "$HERE/flux/go.mod" && "${STARMAP_E2E_NO_FLUX:-0}" != 1 ]]; then
+  build_one source-controller "$SC_VERSION" "$HERE/flux" go build -trimpath -ldflags "-s -w" \
+    -o "$CACHE/store/source-controller@$SC_VERSION/source-controller" github.com/fluxcd/source-controller
+  build_one kustomize-controller "$KC_VERSION" "$HERE/flux" go build -trimpath -ldflags "-s -w" \
+    -o "$CACHE/store/kustomize-controller@$KC_VERSION/kustomize-controller" github.com/fluxcd/kustomize-controller
+  # The controllers' CRDs, from the same module versions (config/crd/bases in the module zips).
+  CRDS="$CACHE/$KEY/crds"
+  if ! compgen -G "$CRDS/*.yaml" >/dev/null; then
+    mkdir -p "$CRDS"
+    for m in source-controller kustomize-controller; do
+      d="$(cd "$HERE/flux" && go list -m -f '{{.Dir}}' "github.com/fluxcd/$m")"
+      [[ -d "$d/config/crd/bases" ]] || die "no CRDs in $d/config/crd/bases"
+      cp "$d"/config/crd/bases/*.yaml "$CRDS/"
+    done
+    chmod 644 "$CRDS"/*.yaml
+    say "Flux CRDs copied to $CRDS"
+  fi
+fi
+
+if (( BUILT > 0 )); then
+  say "built $BUILT binaries in $((SECONDS - TOTAL_START))s (cold build) into $BIN"
+else
+  say "all binaries cached in $BIN"
+fi
+if (( PRINT_BIN )); then echo "$BIN"; fi
