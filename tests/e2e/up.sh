@@ -99,17 +99,29 @@ spawn() {
   STARTED_ANY=1
 }
 
-# wait_for <what> <seconds> <cmd...>: poll cmd every 0.5 s.
+# check_alive: fail fast, with the log tail, if any started component has exited.
+check_alive() {
+  local f pid name
+  for f in "$RUN"/pids/*.pid; do
+    [[ -e "$f" ]] || continue
+    pid="$(cat "$f")"; name="$(basename "$f" .pid)"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 15 "$RUN/logs/$name.log" >&2 || true
+      die "$name exited during startup, see $RUN/logs/$name.log"
+    fi
+  done
+}
+
+# wait_for <what> <seconds> <cmd...>: poll cmd every 0.5 s while every component is alive.
 wait_for() {
   local what="$1" secs="$2"; shift 2
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
+    check_alive
     if (( SECONDS >= deadline )); then die "timed out after ${secs}s waiting for $what"; fi
     sleep 0.5
   done
 }
-
-alive() { kill -0 "$(cat "$RUN/pids/$1.pid")" 2>/dev/null; }
 
 # Shared kubeconfig for one cluster's components (admin identity), plus the fleet kubeconfig.
 write_kubeconfig() { # write_kubeconfig <file> <name> <server>
@@ -181,9 +193,6 @@ for ((i = 1; i <= N; i++)); do
   name="${NAMES[i - 1]}"
   kc="$RUN/data/$name/kubeconfig"
   k() { kubectl --kubeconfig "$kc" "$@"; }
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
-    alive "$name-$c" || die "$name: $c exited at start, see $RUN/logs/$name-$c.log"
-  done
   say "$name: waiting for /readyz"
   wait_for "$name /readyz" 120 k get --raw /readyz
   say "$name: creating fake Node $name-node-0 (managed by kwok)"
