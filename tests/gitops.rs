@@ -63,8 +63,8 @@ fn every_cluster_gets_a_flux_directory_that_builds() {
             files[&format!("flux/{c}/kustomization.yaml")],
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- gotk-sync.yaml\n"
         );
-        kustomize_build_ok(&deploy.join(format!("flux/{c}")), &deploy, &format!("flux/{c}"));
-        kustomize_build_ok(&deploy.join(format!("clusters/{c}")), &deploy, &format!("clusters/{c}"));
+        kustomize_build_ok(&deploy.join(format!("flux/{c}")), &format!("flux/{c}"));
+        kustomize_build_ok(&deploy.join(format!("clusters/{c}")), &format!("clusters/{c}"));
     }
     // The default Argo CD mode: one ApplicationSet with the cluster generator.
     let appset = &files["argocd/applicationset.yaml"];
@@ -76,7 +76,7 @@ fn every_cluster_gets_a_flux_directory_that_builds() {
         appset.contains("path: \"clusters/{{ .name }}\""),
         "Argo CD's own template kept raw: {appset}"
     );
-    kustomize_build_ok(&deploy.join("argocd"), &deploy, "argocd");
+    kustomize_build_ok(&deploy.join("argocd"), "argocd");
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn argocd_applications_mode_writes_one_application_per_cluster_and_a_root() {
     );
     assert!(files["argocd/root.yaml"].contains("path: argocd/applications"));
     assert!(files["argocd/kustomization.yaml"].contains("- root.yaml"));
-    kustomize_build_ok(&deploy.join("argocd"), &deploy, "argocd");
+    kustomize_build_ok(&deploy.join("argocd"), "argocd");
 }
 
 #[test]

@@ -197,27 +197,10 @@ fn checkout(deploy: &Path) -> tempfile::TempDir {
     dir
 }
 
-/// A program on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// `kubectl kustomize DIR` (the real kubectl, /usr/bin/kubectl here), or `kustomize build
 /// DIR` where only kustomize is installed (as .ci/run arranges): (success, stdout, stderr).
 fn kubectl_kustomize(dir: &Path) -> (bool, String, String) {
-    let kubectl = Some(PathBuf::from("/usr/bin/kubectl"))
-        .filter(|p| p.is_file())
-        .or_else(|| on_path("kubectl"));
-    let out = match kubectl {
-        Some(kubectl) => Command::new(kubectl).arg("kustomize").arg(dir).output(),
-        None => Command::new(on_path("kustomize").expect("the tests need kubectl or kustomize"))
-            .arg("build")
-            .arg(dir)
-            .output(),
-    }
-    .expect("kustomize runs");
+    let out = common::kustomize_build(dir);
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 

@@ -80,7 +80,6 @@ fn podinfo_kustomize_base_renders_with_per_cluster_customizations() {
     for cluster in ["store-1", "store-2", "hub"] {
         common::kustomize_build_ok(
             &deploy.join(format!("clusters/{cluster}")),
-            &deploy,
             &format!("clusters/{cluster}"),
         );
     }
@@ -186,7 +185,7 @@ fn helm_chart_runs_helm_template_once_per_distinct_values() {
         let index = &files[&format!(".starmap/clusters/store-{i:03}.yaml")];
         assert!(index.contains("source: charts/web\n"), "{index}");
     }
-    common::kustomize_build_ok(&deploy.join("clusters/store-000"), &deploy, "clusters/store-000");
+    common::kustomize_build_ok(&deploy.join("clusters/store-000"), "clusters/store-000");
 }
 
 #[test]
