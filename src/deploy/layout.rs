@@ -145,15 +145,18 @@ impl ClusterObjects {
     }
 }
 
-/// Blobs and trees of a set of files (`dir/name` or `name`, one level of directories).
+/// Blobs and trees of a set of files (`dir/name` or `name`, one level of directories):
+/// the id of the top tree, and the blob id of each file in the order given.
 fn add_files<'a>(
     objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>,
     files: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Oid {
+) -> (Oid, Vec<Oid>) {
     let mut dirs: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+    let mut blobs = Vec::new();
     for (path, content) in files {
         let data = content.as_bytes().to_vec();
         let oid = hash_object(ObjectType::Blob, &data);
+        blobs.push(oid);
         let (dir, name) = path.split_once('/').unwrap_or(("", path));
         dirs.entry(dir).or_default().push(Entry::blob(name, oid));
         objects.push((ObjectType::Blob, data, oid));
@@ -168,7 +171,7 @@ fn add_files<'a>(
     let data = tree_bytes(top);
     let tree = hash_object(ObjectType::Tree, &data);
     objects.push((ObjectType::Tree, data, tree));
-    tree
+    (tree, blobs)
 }
 
 fn add_blob(objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>, content: &str) -> Oid {
@@ -185,16 +188,18 @@ fn cluster_objects(model: &Model, rendered: &RenderedCluster) -> ClusterObjects 
         .iter()
         .map(|o| (o.file.as_str(), o.content.as_str()))
         .chain(std::iter::once((KUSTOMIZATION_FILE, rendered.kustomization.as_str())));
-    let tree = add_files(&mut objects, files_in_dir);
+    let (tree, blobs) = add_files(&mut objects, files_in_dir);
+    // The object files come first, in order; the kustomization is last.
     let files = rendered
         .objects
         .iter()
-        .map(|o| (o.file.clone(), hash_object(ObjectType::Blob, o.content.as_bytes())))
+        .zip(blobs)
+        .map(|(o, oid)| (o.file.clone(), oid))
         .collect();
     let index = add_blob(&mut objects, &yaml::to_yaml_string(&render::index(model, rendered)));
     let sync = &rendered.sync;
     let flux = (!sync.flux.is_empty())
-        .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))));
+        .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))).0);
     let application = sync.application.as_deref().map(|a| add_blob(&mut objects, a));
     ClusterObjects {
         objects,

@@ -162,7 +162,8 @@ impl<'m> Renderer<'m> {
 
     pub fn render_cluster(&self, plan: &ClusterPlan) -> Result<RenderedCluster> {
         let cluster = &self.model.clusters[plan.cluster];
-        let cluster_ctx = cluster_context(cluster);
+        // Converted once per cluster; each object's context shares it (a cheap clone).
+        let cluster_ctx = minijinja::Value::from(minijinja::value::Serde(cluster_context(cluster)));
         let mut objects = Vec::with_capacity(plan.objects.len());
         for placed in &plan.objects {
             let object = self
@@ -198,14 +199,14 @@ impl<'m> Renderer<'m> {
         })
     }
 
-    fn render_object(&self, cluster_ctx: &Value, placed: &PlacedObject) -> Result<RenderedObject> {
+    fn render_object(&self, cluster_ctx: &minijinja::Value, placed: &PlacedObject) -> Result<RenderedObject> {
         let model = self.model;
         let w: &Workload = &model.workloads[placed.workload];
         let at_leaf = |path: &[Step<'_>]| Location::new(w.source.path.clone(), w.lines.line_at(path));
-        let context = minijinja::Value::from(minijinja::value::Serde(json!({
-            "cluster": cluster_ctx,
-            "object": object_context(&w.object),
-        })));
+        let context = minijinja::context! {
+            cluster => cluster_ctx.clone(),
+            object => minijinja::Value::from(minijinja::value::Serde(object_context(&w.object))),
+        };
         let mut object = w.object.clone();
         if w.templated {
             expand_leaves(&mut object, &self.templates, &context, &mut Vec::new()).map_err(|(path, text, e)| {
@@ -223,13 +224,13 @@ impl<'m> Renderer<'m> {
             for (i, raw) in c.spec.patches.iter().enumerate() {
                 let mut op = raw.clone();
                 if let Some(value) = op.get_mut("value") {
-                    let base = vec![
+                    let mut base = vec![
                         PathSeg::Key("spec".into()),
                         PathSeg::Key("patches".into()),
                         PathSeg::Index(i),
                         PathSeg::Key("value".into()),
                     ];
-                    expand_leaves(value, &self.templates, &context, &mut base.clone()).map_err(|(path, text, e)| {
+                    expand_leaves(value, &self.templates, &context, &mut base).map_err(|(path, text, e)| {
                         let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
                         fail(at(&steps), format!("patches[{i}]: template {text:?}: {e}"))
                     })?;
@@ -256,13 +257,11 @@ impl<'m> Renderer<'m> {
             }
             if let Some(merge) = &c.spec.merge {
                 let mut patch = merge.clone();
-                let base = vec![PathSeg::Key("spec".into()), PathSeg::Key("merge".into())];
-                expand_leaves(&mut patch, &self.templates, &context, &mut base.clone()).map_err(
-                    |(path, text, e)| {
-                        let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
-                        fail(at(&steps), format!("merge: template {text:?}: {e}"))
-                    },
-                )?;
+                let mut base = vec![PathSeg::Key("spec".into()), PathSeg::Key("merge".into())];
+                expand_leaves(&mut patch, &self.templates, &context, &mut base).map_err(|(path, text, e)| {
+                    let steps: Vec<Step<'_>> = path.iter().map(PathSeg::step).collect();
+                    fail(at(&steps), format!("merge: template {text:?}: {e}"))
+                })?;
                 json_patch::merge(&mut object, &patch);
                 if self.explain {
                     let mut leaves = Vec::new();
