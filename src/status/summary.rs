@@ -1,0 +1,1 @@
+//! Summaries of status files: the default per placement and StatusSummary objects (CEL).

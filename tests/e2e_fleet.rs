@@ -1,0 +1,318 @@
+//! End to end on a real fleet: starmap renders the fixtures into a deploy repo served over
+//! smart HTTP, Flux (source-controller + kustomize-controller, built from the Go module proxy)
+//! pulls each cluster's directory into a real kube-apiserver, and the live objects are
+//! compared with the rendered files. Then the source changes (one cluster property, one
+//! placement), and the live state must follow, pruning included.
+//!
+//! Needs the harness: `tests/e2e/up.sh 3 store-0042 store-1001 store-2001` and
+//! `STARMAP_E2E_KUBECONFIG=$STARMAP_E2E_RUN/kubeconfig` (see docs/testing.md). Without it the
+//! test says it was skipped and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The fixture clusters the harness runs (contexts named like them).
+const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
+/// Flux's objects as starmap generates them by default.
+const FLUX_NS: &str = "flux-system";
+const FLUX_NAME: &str = "starmap";
+const APPLY_TIMEOUT: Duration = Duration::from_secs(180);
+
+struct Fleet {
+    kubeconfig: PathBuf,
+    /// `http://127.0.0.1:<port>/git`, served from `git_root`.
+    git_url: String,
+    git_root: PathBuf,
+}
+
+impl Fleet {
+    fn from_env() -> Option<Fleet> {
+        let Some(kubeconfig) = std::env::var_os("STARMAP_E2E_KUBECONFIG").map(PathBuf::from) else {
+            assert!(
+                std::env::var_os("STARMAP_REQUIRE_FLEET").is_none(),
+                "STARMAP_REQUIRE_FLEET is set but STARMAP_E2E_KUBECONFIG is not"
+            );
+            eprintln!(
+                "skipped: no real fleet; set STARMAP_E2E_KUBECONFIG to the kubeconfig written by \
+                 `tests/e2e/up.sh 3 {}` (docs/testing.md)",
+                CLUSTERS.join(" ")
+            );
+            return None;
+        };
+        let run = kubeconfig.parent().expect("kubeconfig in the run dir").to_path_buf();
+        let git_url = std::fs::read_to_string(run.join("git-url"))
+            .expect("the harness writes git-url next to its kubeconfig")
+            .trim()
+            .to_string();
+        Some(Fleet {
+            kubeconfig,
+            git_url,
+            git_root: run.join("git"),
+        })
+    }
+
+    fn kubectl(&self, context: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--context", context])
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    fn kubectl_json(&self, context: &str, args: &[&str]) -> Result<Value, String> {
+        let text = self.kubectl(context, args)?;
+        serde_json::from_str(&text).map_err(|e| format!("kubectl output is not JSON: {e}"))
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn starmap(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_starmap")).args(args).output().expect("starmap runs");
+    assert!(
+        out.status.success(),
+        "starmap {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The fixtures, pointed at the harness's git server with short intervals.
+fn source_for(fleet: &Fleet, repo_name: &str, dir: &Path) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let status = Command::new("cp").arg("-r").arg(&fixtures).arg(dir).status().unwrap();
+    assert!(status.success());
+    let config = format!(
+        "ignore: [drafts/**, .github/**]\n\
+         deploy:\n  url: {}/{repo_name}\n  branch: main\n\
+         flux:\n  interval: 3s\n  syncInterval: 30s\n  timeout: 2m\n",
+        fleet.git_url
+    );
+    std::fs::write(dir.join("fixtures/starmap.yaml"), config).unwrap();
+}
+
+/// Every file of `dir` (a directory inside the deploy repo's `main`), by path.
+fn files_at(repo: &Path, dir: &str) -> Vec<(String, String)> {
+    let list = git(repo, &["ls-tree", "-r", "--name-only", "main", dir]);
+    list.lines()
+        .map(|p| (p.to_string(), git(repo, &["show", &format!("main:{p}")])))
+        .collect()
+}
+
+/// `expected` is contained in `live`: every field the deploy repo sets has that value live
+/// (the API server adds defaults, status, and Flux its labels).
+fn subset_diffs(expected: &Value, live: &Value, path: &str, out: &mut Vec<String>) {
+    match (expected, live) {
+        (Value::Object(e), Value::Object(l)) => {
+            for (k, v) in e {
+                match l.get(k) {
+                    Some(lv) => subset_diffs(v, lv, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}: missing live")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(l)) => {
+            if l.len() < e.len() {
+                out.push(format!("{path}: {} items live, {} rendered", l.len(), e.len()));
+            }
+            for (i, (ev, lv)) in e.iter().zip(l).enumerate() {
+                subset_diffs(ev, lv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (e, l) if e == l => {}
+        // Quantities and int-or-strings come back in canonical form ("1" vs 1).
+        (e, l) if e.to_string().trim_matches('"') == l.to_string().trim_matches('"') => {}
+        (e, l) => out.push(format!("{path}: rendered {e}, live {l}")),
+    }
+}
+
+fn yaml_to_json(text: &str) -> Value {
+    serde_saphyr::from_str(text).expect("rendered files are YAML")
+}
+
+/// Waits until every cluster's Kustomization applied `commit` and is Ready.
+fn wait_applied(fleet: &Fleet, commit: &str) {
+    let want = format!("main@sha1:{commit}");
+    let start = Instant::now();
+    for cluster in CLUSTERS {
+        loop {
+            let ks = fleet.kubectl_json(cluster, &["get", "kustomization", "-n", FLUX_NS, FLUX_NAME, "-o", "json"]);
+            let (applied, ready, message) = match &ks {
+                Ok(ks) => {
+                    let ready = ks["status"]["conditions"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+                    (
+                        ks["status"]["lastAppliedRevision"].as_str().unwrap_or("").to_string(),
+                        ready.is_some_and(|c| c["status"] == "True"),
+                        ready.and_then(|c| c["message"].as_str()).unwrap_or("").to_string(),
+                    )
+                }
+                Err(e) => (String::new(), false, e.clone()),
+            };
+            if applied == want && ready {
+                eprintln!("{cluster}: Flux applied {want} after {:.1?}", start.elapsed());
+                break;
+            }
+            assert!(
+                start.elapsed() < APPLY_TIMEOUT,
+                "{cluster}: Flux did not apply {want} within {APPLY_TIMEOUT:?} (last applied {applied:?}, \
+                 ready {ready}: {message}); logs in the harness's logs/ folder"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The live objects of each cluster equal its directory in the deploy repo.
+fn assert_live_matches(fleet: &Fleet, repo: &Path, scratch: &Path) {
+    for cluster in CLUSTERS {
+        let files = files_at(repo, &format!("clusters/{cluster}"));
+        let dir = scratch.join(format!("live-{cluster}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rendered = Vec::new();
+        for (path, text) in &files {
+            if path.ends_with("/kustomization.yaml") {
+                continue;
+            }
+            let file = dir.join(path.replace('/', "__"));
+            std::fs::write(&file, text).unwrap();
+            rendered.push((path.clone(), yaml_to_json(text)));
+        }
+        assert!(!rendered.is_empty(), "{cluster}: nothing rendered");
+        // One call per cluster: kubectl reads the files and fetches the live objects.
+        let live = fleet
+            .kubectl_json(cluster, &["get", "-f", dir.to_str().unwrap(), "-o", "json"])
+            .unwrap_or_else(|e| panic!("{cluster}: reading the live objects: {e}"));
+        let items = live["items"].as_array().cloned().unwrap_or_else(|| vec![live.clone()]);
+        assert_eq!(items.len(), rendered.len(), "{cluster}: live object count");
+        // kubectl returns them in file-name order, which is the order above after sorting.
+        let mut sorted = rendered.clone();
+        sorted.sort_by_key(|(p, _)| p.replace('/', "__"));
+        for ((path, expected), live) in sorted.iter().zip(&items) {
+            let mut diffs = Vec::new();
+            subset_diffs(expected, live, "", &mut diffs);
+            assert!(diffs.is_empty(), "{cluster}: {path} differs live:\n  {}", diffs.join("\n  "));
+        }
+        eprintln!("{cluster}: {} live objects equal the deploy repo", rendered.len());
+    }
+}
+
+fn assert_deployments_available(fleet: &Fleet) {
+    for cluster in CLUSTERS {
+        let out = fleet
+            .kubectl(
+                cluster,
+                &[
+                    "wait",
+                    "--for=condition=Available",
+                    "deployments",
+                    "--all",
+                    "--all-namespaces",
+                    "--timeout=120s",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{cluster}: Deployments not Available: {e}"));
+        assert!(out.contains("condition met"), "{cluster}: {out}");
+    }
+}
+
+#[test]
+fn flux_applies_what_starmap_renders_and_follows_changes() {
+    let Some(fleet) = Fleet::from_env() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let repo_name = format!("deploy-e2e-{}.git", std::process::id());
+    let repo = fleet.git_root.join(&repo_name);
+    git(&fleet.git_root, &["init", "-q", "--bare", "-b", "main", &repo_name]);
+    source_for(&fleet, &repo_name, scratch.path());
+    let source = scratch.path().join("fixtures");
+    let (src, deploy) = (source.to_str().unwrap(), repo.to_str().unwrap());
+
+    // 1. Render, then point each cluster's Flux at its directory with the objects starmap
+    // generated for it (the bootstrap a platform team does once per cluster).
+    starmap(&["render", "--source", src, "--deploy", deploy]);
+    let first = git(&repo, &["rev-parse", "main"]);
+    for cluster in CLUSTERS {
+        let flux_dir = scratch.path().join(format!("flux-{cluster}"));
+        std::fs::create_dir_all(&flux_dir).unwrap();
+        for (path, text) in files_at(&repo, &format!("flux/{cluster}")) {
+            std::fs::write(flux_dir.join(path.replace('/', "__")), text).unwrap();
+        }
+        fleet
+            .kubectl(cluster, &["apply", "-f", flux_dir.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("{cluster}: applying flux/{cluster}: {e}"));
+    }
+    wait_applied(&fleet, &first);
+    assert_live_matches(&fleet, &repo, scratch.path());
+    assert_deployments_available(&fleet);
+
+    // Customizations are visible live: per-store replicas and store id on the storefront.
+    let storefront = fleet
+        .kubectl_json("store-0042", &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"])
+        .unwrap();
+    assert_eq!(storefront["metadata"]["labels"]["retail.example.com/store-id"], "0042");
+    // store-2001 is excluded from the storefront by name.
+    assert!(
+        fleet
+            .kubectl("store-2001", &["get", "deploy", "-n", "storefront", "storefront"])
+            .is_err()
+    );
+
+    // 2. Change one property of one cluster and one placement, render again.
+    let inventory = source.join("inventory/us-east.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let (before, after) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
+    let after = after.replacen("replicas: 2", "replicas: 4", 1);
+    assert_ne!(format!("{before}name: store-0042{after}"), text, "the property changed");
+    std::fs::write(&inventory, format!("{before}name: store-0042{after}")).unwrap();
+    let placement = source.join("placements/storefront.yaml");
+    let text = std::fs::read_to_string(&placement).unwrap();
+    let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
+    assert_ne!(changed, text);
+    std::fs::write(&placement, changed).unwrap();
+    starmap(&["render", "--source", src, "--deploy", deploy]);
+    let second = git(&repo, &["rev-parse", "main"]);
+    assert_ne!(first, second, "the change made a commit");
+
+    wait_applied(&fleet, &second);
+    assert_live_matches(&fleet, &repo, scratch.path());
+    let storefront = fleet
+        .kubectl_json("store-0042", &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"])
+        .unwrap();
+    assert_eq!(storefront["spec"]["replicas"], 4, "the new property is live");
+    // Pruned: the storefront left store-1001 (its namespace may take a moment to go).
+    let start = Instant::now();
+    loop {
+        let deploy = fleet.kubectl("store-1001", &["get", "deploy", "-n", "storefront", "storefront"]);
+        let ns = fleet.kubectl("store-1001", &["get", "namespace", "storefront"]);
+        if deploy.is_err() && ns.is_err() {
+            break;
+        }
+        assert!(
+            start.elapsed() < APPLY_TIMEOUT,
+            "store-1001: storefront not pruned: {deploy:?} {ns:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_deployments_available(&fleet);
+}
