@@ -76,7 +76,12 @@ impl Fleet {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
     assert!(
         out.status.success(),
         "git {args:?} in {}: {}",
@@ -87,7 +92,10 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn starmap(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_starmap")).args(args).output().expect("starmap runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_starmap"))
+        .args(args)
+        .output()
+        .expect("starmap runs");
     assert!(
         out.status.success(),
         "starmap {args:?} failed:\n{}",
@@ -155,7 +163,10 @@ fn wait_applied(fleet: &Fleet, commit: &str) {
     let start = Instant::now();
     for cluster in CLUSTERS {
         loop {
-            let ks = fleet.kubectl_json(cluster, &["get", "kustomization", "-n", FLUX_NS, FLUX_NAME, "-o", "json"]);
+            let ks = fleet.kubectl_json(
+                cluster,
+                &["get", "kustomization", "-n", FLUX_NS, FLUX_NAME, "-o", "json"],
+            );
             let (applied, ready, message) = match &ks {
                 Ok(ks) => {
                     let ready = ks["status"]["conditions"]
@@ -212,7 +223,11 @@ fn assert_live_matches(fleet: &Fleet, repo: &Path, scratch: &Path) {
         for ((path, expected), live) in sorted.iter().zip(&items) {
             let mut diffs = Vec::new();
             subset_diffs(expected, live, "", &mut diffs);
-            assert!(diffs.is_empty(), "{cluster}: {path} differs live:\n  {}", diffs.join("\n  "));
+            assert!(
+                diffs.is_empty(),
+                "{cluster}: {path} differs live:\n  {}",
+                diffs.join("\n  ")
+            );
         }
         eprintln!("{cluster}: {} live objects equal the deploy repo", rendered.len());
     }
@@ -256,10 +271,12 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
         let flux_dir = scratch.path().join(format!("flux-{cluster}"));
         std::fs::create_dir_all(&flux_dir).unwrap();
         for (path, text) in files_at(&repo, &format!("flux/{cluster}")) {
-            std::fs::write(flux_dir.join(path.replace('/', "__")), text).unwrap();
+            let name = path.rsplit('/').next().unwrap();
+            std::fs::write(flux_dir.join(name), text).unwrap();
         }
+        // flux/<cluster>/ is a kustomization, like `flux bootstrap`'s flux-system/.
         fleet
-            .kubectl(cluster, &["apply", "-f", flux_dir.to_str().unwrap()])
+            .kubectl(cluster, &["apply", "-k", flux_dir.to_str().unwrap()])
             .unwrap_or_else(|e| panic!("{cluster}: applying flux/{cluster}: {e}"));
     }
     wait_applied(&fleet, &first);
@@ -268,7 +285,10 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
 
     // Customizations are visible live: per-store replicas and store id on the storefront.
     let storefront = fleet
-        .kubectl_json("store-0042", &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"])
+        .kubectl_json(
+            "store-0042",
+            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
+        )
         .unwrap();
     assert_eq!(storefront["metadata"]["labels"]["retail.example.com/store-id"], "0042");
     // store-2001 is excluded from the storefront by name.
@@ -297,7 +317,10 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
     wait_applied(&fleet, &second);
     assert_live_matches(&fleet, &repo, scratch.path());
     let storefront = fleet
-        .kubectl_json("store-0042", &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"])
+        .kubectl_json(
+            "store-0042",
+            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
+        )
         .unwrap();
     assert_eq!(storefront["spec"]["replicas"], 4, "the new property is live");
     // Pruned: the storefront left store-1001 (its namespace may take a moment to go).

@@ -86,7 +86,8 @@ K8S_LDFLAGS+=" -X $VPKG.gitCommit=$K8S_VERSION"
 K8S_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
 K8S_LDFLAGS+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$K8S_MINOR"
 
-for c in kube-apiserver kube-controller-manager kube-scheduler; do
+# kubectl of the same version: up.sh and the tests use it, so CI needs no kubectl of its own.
+for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build_one "$c" "$K8S_VERSION" "$HERE/k8s" \
     go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$CACHE/store/$c@$K8S_VERSION/$c" "k8s.io/kubernetes/cmd/$c"
 done

@@ -41,7 +41,7 @@ TTL="${STARMAP_E2E_TTL:-1800}"
 PORT_BASE="${STARMAP_E2E_PORT_BASE:-21000}"
 KUBECONFIG_OUT="$RUN/kubeconfig"
 
-for t in openssl curl kubectl timeout setsid; do command -v "$t" >/dev/null || die "$t not found"; done
+for t in openssl curl timeout setsid; do command -v "$t" >/dev/null || die "$t not found"; done
 
 if [[ -d "$RUN/pids" ]] && compgen -G "$RUN/pids/*.pid" >/dev/null; then
   die "$RUN/pids has PID files: a fleet may be running; run tests/e2e/down.sh first"
@@ -49,9 +49,11 @@ fi
 
 START=$SECONDS
 BIN="$("$HERE/build.sh" --print-bin)"
+# kubectl of the fleet's own version, built with it.
+export PATH="$BIN:$PATH"
 FLUX=1
 [[ "${STARMAP_E2E_NO_FLUX:-0}" == 1 || ! -f "$HERE/flux/go.mod" ]] && FLUX=0
-need=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+need=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl)
 (( FLUX )) && need+=(source-controller kustomize-controller)
 for b in "${need[@]}"; do
   [[ -x "$BIN/$b" ]] || die "missing $BIN/$b"
@@ -175,16 +177,23 @@ for ((i = 1; i <= N; i++)); do
     --kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$KCM" --leader-elect=false \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-    --use-service-account-credentials=false --profiling=false --v=1
+    --use-service-account-credentials=false --profiling=false --v=1 \
+    --node-monitor-grace-period=2m
   spawn "$name-kube-scheduler" "$BIN/kube-scheduler" \
     --kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$SCHED" --leader-elect=false --profiling=false --v=1
 
+  # kwok renews the node's Lease like a kubelet (else the node lifecycle controller sees the
+  # node as unreachable between status updates and marks every pod NotReady for good, since
+  # kwok sets pod readiness only once); the longer grace period covers a loaded machine.
+  # The node IP is not loopback: the endpoints controller rejects loopback addresses of
+  # hostNetwork pods.
   say "$name: kwok (server 127.0.0.1:$KWOK)"
   spawn "$name-kwok" "$BIN/kwok" --kubeconfig "$kc" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --cidr=10.244.0.0/16 --node-ip=127.0.0.1 \
+    --cidr=10.244.0.0/16 --node-ip=10.255.0.1 \
+    --node-lease-duration-seconds=40 \
     --server-address "127.0.0.1:$KWOK"
 done
 
