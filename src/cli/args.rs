@@ -65,7 +65,7 @@ pub enum Command {
         starmap validate --source . --inventory ./inventory -o json\n  \
         starmap validate --source . --schemas ./k8s-json-schema/v1.30.10-standalone-strict --schemas ./crds")]
     Validate(ValidateArgs),
-    /// Status of the fleet's objects (more status commands come with status collection).
+    /// Status of the fleet: collect it from the clusters, summarize it, show it.
     #[command(subcommand)]
     Status(StatusCommand),
 }
@@ -78,6 +78,121 @@ pub enum StatusCommand {
         kubectl get deploy -A -o yaml > live.yaml && starmap status health live.yaml\n  \
         starmap status health pod.yaml hpa.yaml -o json")]
     Health(HealthArgs),
+    /// Read the live state of what the deploy repo places on each cluster and commit it
+    /// (status/clusters/, status/summaries/); one commit per round, none when only times changed.
+    #[command(after_help = "Examples:\n  \
+        starmap status collect --source ./fixtures --deploy ../deploy --kubeconfig ~/.kube/fleet\n  \
+        starmap status collect --source . --deploy https://git.example.com/deploy.git --push --concurrency 32\n  \
+        starmap status collect --source . --deploy ../deploy --argocd-hub hub   # read Argo CD Applications only")]
+    Collect(CollectArgs),
+    /// Recompute the summaries from the status files in the deploy repo (offline) and commit them.
+    #[command(after_help = "Examples:\n  \
+        starmap status summarize --source ./fixtures --deploy ../deploy\n  \
+        starmap status summarize --source . --deploy ../deploy --dry-run -o json")]
+    Summarize(SummarizeArgs),
+    /// A table of the fleet's status from the deploy repo: placements by health, worst clusters.
+    #[command(after_help = "Examples:\n  \
+        starmap status show --deploy ../deploy\n  \
+        starmap status show --deploy ../deploy -o json | jq '.placements[] | select(.degraded > 0)'")]
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Deploy repo: a local path or a URL (cloned into a cache).
+    #[arg(long, short = 'd', env = "STARMAP_DEPLOY")]
+    pub deploy: String,
+    #[arg(long, short = 'b', env = "STARMAP_BRANCH", default_value = "main")]
+    pub branch: String,
+}
+
+#[derive(Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Kubeconfig with one context per cluster (named like the cluster, or the Cluster's
+    /// spec.kubeconfigContext). Default: KUBECONFIG, else ~/.kube/config.
+    #[arg(long, env = "STARMAP_KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Read Argo CD Applications from this hub context instead of the clusters.
+    #[arg(long, value_name = "CONTEXT")]
+    pub argocd_hub: Option<String>,
+    /// Only these clusters (repeatable); the others keep their status files.
+    #[arg(long = "cluster", short = 'c', value_name = "NAME")]
+    pub clusters: Vec<String>,
+    /// Clusters read at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Time allowed per cluster, retries included (e.g. 20s, 1m).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Retries of a request that failed transiently.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Push the branch to origin (fetch, rebuild and retry if someone else pushed).
+    #[arg(long)]
+    pub push: bool,
+    /// Collect and report, but commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args)]
+pub struct SummarizeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[arg(long)]
+    pub push: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Worst clusters listed per placement.
+    #[arg(long, default_value_t = 5)]
+    pub worst: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `20s`, `1m`, `1m30s`, `500ms`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (use e.g. 20s, 1m, 1m30s, 500ms)");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        total += match unit {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n * 60),
+            "h" => std::time::Duration::from_secs(n * 3600),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 #[derive(Args)]

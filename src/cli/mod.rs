@@ -3,6 +3,7 @@
 mod args;
 mod check;
 mod output;
+mod status;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ pub fn run() -> Result<ExitCode> {
         Command::Explain(a) => explain_cmd(a),
         Command::Validate(a) => validate_cmd(a),
         Command::Status(args::StatusCommand::Health(a)) => health_cmd(a),
+        Command::Status(args::StatusCommand::Collect(a)) => status::collect_cmd(a),
+        Command::Status(args::StatusCommand::Summarize(a)) => status::summarize_cmd(a),
+        Command::Status(args::StatusCommand::Show(a)) => status::show_cmd(a),
     }
 }
 

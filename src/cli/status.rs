@@ -1,0 +1,304 @@
+//! `status collect`, `status summarize`, `status show`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs};
+use super::{load, output};
+use starmap::deploy::DeployRepo;
+use starmap::deploy::tree;
+use starmap::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
+use starmap::status::report::{ClusterStatus, ObjectStatus, PLACEMENT_SUMMARIES_DIR};
+use starmap::status::store::{self, DeployState, RoundOutcome, severity};
+use starmap::status::{Health, summary};
+use starmap::{Error, Model, Result};
+
+pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
+    let (model, _plan) = load(&a.source)?;
+    let deploy = open(&a.deploy, a.push)?;
+    deploy.fetch()?;
+    let tip = deploy.tip()?;
+    let state = DeployState::read(&deploy.repo, tip)?;
+    if state.indexes.is_empty() {
+        return Err(Error::msg(format!(
+            "{}: no clusters in .starmap/clusters/ on branch {}; render first",
+            deploy.display, deploy.branch
+        )));
+    }
+    for c in &a.clusters {
+        if !state.indexes.contains_key(c) {
+            return Err(Error::msg(format!("--cluster {c}: not in the deploy repo")));
+        }
+    }
+    let targets: Vec<Target> = state
+        .indexes
+        .iter()
+        .filter(|(name, _)| a.clusters.is_empty() || a.clusters.contains(name))
+        .map(|(name, index)| match model.clusters.iter().find(|c| &c.name == name) {
+            Some(cluster) => Target::for_cluster(cluster, index.objects.clone()),
+            None => Target::new(name.clone(), index.objects.clone()),
+        })
+        .collect();
+    let options = Options {
+        kubeconfig: a.kubeconfig.clone(),
+        concurrency: a.concurrency.max(1),
+        timeout: a.timeout,
+        retries: a.retries,
+        flux: model
+            .config
+            .flux
+            .enabled
+            .then(|| FluxObject::from_settings(&model.config.flux)),
+        deploy_commit: tip.map(|t| t.commit.to_string()),
+        ..Options::default()
+    };
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
+    let outcomes = runtime.block_on(async {
+        match &a.argocd_hub {
+            Some(hub) => collect::collect_argocd(&ArgoCdHub::from_config(hub, &model.config), &targets, &options).await,
+            None => collect::collect(targets, &options).await,
+        }
+    })?;
+    drop(runtime);
+    let unreachable = outcomes.iter().filter(|o| o.seen().is_none()).count();
+    tracing::info!(
+        clusters = outcomes.len(),
+        unreachable,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "collected"
+    );
+    let round = store::write_round(&deploy, Some(&outcomes), &summarizer(&model), a.push, a.dry_run)?;
+    print_round(&deploy, &round, &outcomes, a.dry_run, a.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn summarize_cmd(a: SummarizeArgs) -> Result<ExitCode> {
+    let (model, _plan) = load(&a.source)?;
+    let deploy = open(&a.deploy, a.push)?;
+    let round = store::write_round(&deploy, None, &summarizer(&model), a.push, a.dry_run)?;
+    print_round(&deploy, &round, &[], a.dry_run, a.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(args: &DeployArgs, push: bool) -> Result<DeployRepo> {
+    DeployRepo::open(&args.deploy, &args.branch, push, false)
+}
+
+/// The summaries of a round: the default one per placement and every StatusSummary.
+fn summarizer(model: &Model) -> impl Fn(&DeployState<'_>, &[ClusterStatus]) -> Result<Vec<(String, Value)>> + '_ {
+    move |state, statuses| {
+        let objects = state.object_reader()?;
+        let lookup = |cluster: &str, object: &ObjectStatus| objects.get(cluster, object);
+        let summaries = summary::summarize(&summary::Inputs::from_model(model), statuses, &lookup)?;
+        for w in &summaries.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(summaries.files())
+    }
+}
+
+fn worst(status: &ClusterStatus) -> Health {
+    status
+        .objects
+        .iter()
+        .map(|o| o.health)
+        .max_by_key(|h| severity(*h))
+        .unwrap_or(Health::Healthy)
+}
+
+fn print_round(
+    deploy: &DeployRepo,
+    round: &RoundOutcome,
+    outcomes: &[ClusterOutcome],
+    dry_run: bool,
+    format: OutputFormat,
+) {
+    let errors: BTreeMap<&str, &str> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.cluster(), o.error()?)))
+        .collect();
+    if format == OutputFormat::Json {
+        let clusters: Vec<Value> = round
+            .statuses
+            .iter()
+            .map(|s| {
+                json!({
+                    "cluster": s.cluster,
+                    "reachable": s.reachable,
+                    "stale": s.stale,
+                    "health": worst(s),
+                    "appliedRevision": s.applied_revision,
+                    "current": s.current,
+                    "objects": s.objects.len(),
+                    "error": s.error,
+                })
+            })
+            .collect();
+        output::print_json(&json!({
+            "deploy": deploy.display,
+            "branch": deploy.branch,
+            "commit": round.commit.map(|c| c.to_string()),
+            "pushed": round.pushed,
+            "dryRun": dry_run,
+            "changed": round.changed,
+            "clusters": clusters,
+        }));
+        return;
+    }
+    if !outcomes.is_empty() {
+        println!(
+            "{:<24} {:<12} {:<9} {:<8} {:>7}  NOTE",
+            "CLUSTER", "HEALTH", "APPLIED", "CURRENT", "OBJECTS"
+        );
+        for s in round
+            .statuses
+            .iter()
+            .filter(|s| outcomes.iter().any(|o| o.cluster() == s.cluster))
+        {
+            let note = match errors.get(s.cluster.as_str()) {
+                Some(e) => format!("stale (last seen {}): {e}", s.last_seen.as_deref().unwrap_or("never")),
+                None => String::new(),
+            };
+            println!(
+                "{:<24} {:<12} {:<9} {:<8} {:>7}  {note}",
+                s.cluster,
+                if s.stale { "-".to_string() } else { worst(s).to_string() },
+                s.applied_revision
+                    .as_deref()
+                    .map(|r| &r[..r.len().min(8)])
+                    .unwrap_or("-"),
+                if s.current { "yes" } else { "no" },
+                s.objects.len(),
+            );
+        }
+    }
+    match (round.commit, dry_run) {
+        (_, true) => println!(
+            "dry run: {} status file(s) would change; nothing written",
+            round.changed.len()
+        ),
+        (Some(c), _) => println!(
+            "committed {} to {} ({}){}",
+            &c.to_string()[..12],
+            deploy.branch,
+            round.message.lines().next().unwrap_or(""),
+            if round.pushed { ", pushed" } else { "" }
+        ),
+        (None, _) => println!("no change: nothing committed"),
+    }
+}
+
+/// `status show`: the per-placement summaries and the cluster files at the tip.
+pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
+    let deploy = open(&a.deploy, false)?;
+    deploy.fetch()?;
+    let tip = deploy.tip()?;
+    let state = DeployState::read(&deploy.repo, tip)?;
+    let mut placements = Vec::new();
+    for (file, oid) in tree::entries_at(&deploy.repo, tip.map(|t| t.tree), PLACEMENT_SUMMARIES_DIR) {
+        let path = format!("{PLACEMENT_SUMMARIES_DIR}/{file}");
+        let blob = deploy.repo.find_blob(oid)?;
+        let text = String::from_utf8_lossy(blob.content()).into_owned();
+        if let Some(doc) = starmap::yaml::parse_documents(&text, &path)?.into_iter().next() {
+            placements.push(doc.value);
+        }
+    }
+    let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
+    clusters.sort_by_key(|s| (std::cmp::Reverse(severity(worst(s))), !s.stale, s.cluster.clone()));
+    if a.output == OutputFormat::Json {
+        let worst_clusters: Vec<Value> = clusters
+            .iter()
+            .filter(|s| s.stale || worst(s) != Health::Healthy)
+            .take(a.worst)
+            .map(|s| cluster_line(s))
+            .collect();
+        output::print_json(&json!({
+            "commit": tip.map(|t| t.commit.to_string()),
+            "clusters": state.statuses.len(),
+            "placements": placements,
+            "worstClusters": worst_clusters,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if state.statuses.is_empty() {
+        println!(
+            "no status in {} (branch {}): run `starmap status collect`",
+            deploy.display, deploy.branch
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let healths = ["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"];
+    print!("{:<28} {:>8} {:>8} {:>6}", "PLACEMENT", "CLUSTERS", "CURRENT", "STALE");
+    for h in healths {
+        print!(" {:>11}", h.to_uppercase());
+    }
+    println!();
+    for p in &placements {
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        print!(
+            "{:<28} {:>8} {:>8} {:>6}",
+            p["placement"].as_str().unwrap_or("?"),
+            n(&p["clusters"]),
+            n(&p["current"]),
+            n(&p["stale"])
+        );
+        for h in healths {
+            print!(" {:>11}", n(&p["byHealth"][h]));
+        }
+        println!();
+    }
+    let worst_clusters: Vec<&&ClusterStatus> = clusters
+        .iter()
+        .filter(|s| s.stale || worst(s) != Health::Healthy)
+        .take(a.worst)
+        .collect();
+    if worst_clusters.is_empty() {
+        println!("\nall {} clusters Healthy", state.statuses.len());
+    } else {
+        println!("\nworst clusters:");
+        for s in worst_clusters {
+            let line = cluster_line(s);
+            println!(
+                "  {:<24} {:<12} {}",
+                s.cluster,
+                line["health"].as_str().unwrap_or(""),
+                line["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A cluster's worst object and why, for `show`.
+fn cluster_line(s: &ClusterStatus) -> Value {
+    let worst_object = s.objects.iter().max_by_key(|o| severity(o.health));
+    let reason = if s.stale {
+        format!(
+            "stale since {}: {}",
+            s.last_seen.as_deref().unwrap_or("never seen"),
+            s.error.as_deref().unwrap_or("")
+        )
+    } else {
+        worst_object
+            .map(|o| {
+                let id = match &o.namespace {
+                    Some(ns) => format!("{}/{ns}/{}", o.kind, o.name),
+                    None => format!("{}/{}", o.kind, o.name),
+                };
+                format!("{id}: {}", o.message).trim_end_matches(": ").to_string()
+            })
+            .unwrap_or_default()
+    };
+    json!({
+        "cluster": s.cluster,
+        "health": if s.stale { "Stale".to_string() } else { worst(s).to_string() },
+        "current": s.current,
+        "reason": reason,
+    })
+}

@@ -1,0 +1,384 @@
+//! The git side of status: what the deploy repo says to read on each cluster, which deploy
+//! commit a cluster runs, and one commit per collection round written with the same
+//! compare-and-swap and fetch-rebuild-retry as render, so that render and status never lose
+//! each other's commits.
+//!
+//! Each attempt starts again from the branch tip: the previous status files, the indexes and
+//! the `applied`/`current` flags are read there, so a render that lands between two attempts
+//! is neither overwritten nor judged against an old tree.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid, Repository};
+use serde_json::Value;
+
+use crate::deploy::DeployRepo;
+use crate::deploy::objects::{MODE_BLOB, MODE_TREE, ObjectSet};
+use crate::deploy::repo::{self, Tip};
+use crate::deploy::tree::{self, Change};
+use crate::error::{Error, Result};
+use crate::status::Health;
+use crate::status::collect::{ClusterIndex, ClusterOutcome, parse_index};
+use crate::status::report::{CLUSTERS_DIR, ClusterStatus, SUMMARIES_DIR};
+use crate::yaml;
+
+/// `.starmap/clusters/`: the render's per-cluster object index.
+const INDEX_DIR: &str = ".starmap/clusters";
+
+/// The deploy repo as status reads it at one commit.
+pub struct DeployState<'r> {
+    pub repo: &'r Repository,
+    pub tip: Option<Tip>,
+    /// Per cluster, what the render placed there.
+    pub indexes: BTreeMap<String, ClusterIndex>,
+    /// The status files at the tip, with their blob ids (kept when nothing but times changed).
+    pub statuses: BTreeMap<String, (ClusterStatus, Oid)>,
+}
+
+impl<'r> DeployState<'r> {
+    pub fn read(repo: &'r Repository, tip: Option<Tip>) -> Result<DeployState<'r>> {
+        let tree = tip.map(|t| t.tree);
+        let mut indexes = BTreeMap::new();
+        for (file, oid) in tree::entries_at(repo, tree, INDEX_DIR) {
+            let Some(cluster) = file.strip_suffix(".yaml") else {
+                continue;
+            };
+            let text = blob_text(repo, oid)?;
+            indexes.insert(cluster.to_string(), parse_index(&text, &format!("{INDEX_DIR}/{file}"))?);
+        }
+        let mut statuses = BTreeMap::new();
+        for (file, oid) in tree::entries_at(repo, tree, CLUSTERS_DIR) {
+            let Some(cluster) = file.strip_suffix(".yaml") else {
+                continue;
+            };
+            let path = format!("{CLUSTERS_DIR}/{file}");
+            let text = blob_text(repo, oid)?;
+            let doc = yaml::parse_documents(&text, &path)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::msg(format!("{path}: empty status file")))?;
+            let status: ClusterStatus = yaml::from_doc(&doc, &path)?;
+            statuses.insert(cluster.to_string(), (status, oid));
+        }
+        Ok(DeployState {
+            repo,
+            tip,
+            indexes,
+            statuses,
+        })
+    }
+
+    /// Every status file at the tip.
+    pub fn status_files(&self) -> Vec<ClusterStatus> {
+        self.statuses.values().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// A thread-safe reader of the rendered objects behind status entries, for the `obj`
+    /// variable of summaries (read lazily: most summaries never ask).
+    pub fn object_reader(&self) -> Result<ObjectReader> {
+        let files = self
+            .indexes
+            .iter()
+            .flat_map(|(cluster, ix)| {
+                ix.objects.iter().map(move |e| {
+                    (
+                        (cluster.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone()),
+                        e.file.clone(),
+                    )
+                })
+            })
+            .collect();
+        Ok(ObjectReader {
+            repo: std::sync::Mutex::new(Repository::open(self.repo.path())?),
+            tree: self.tip.map(|t| t.tree),
+            files,
+        })
+    }
+
+    /// Sets `current` and each object's `applied`: the cluster's directory (or the object's
+    /// file in it) at `appliedRevision` equals the one at the tip. A revision this repo does
+    /// not have (yet) counts as not applied.
+    pub fn mark_applied(&self, status: &mut ClusterStatus) {
+        status.current = false;
+        for o in &mut status.objects {
+            o.applied = false;
+        }
+        let (Some(tip), Some(revision)) = (self.tip, status.applied_revision.as_deref()) else {
+            return;
+        };
+        let Some(applied_tree) = Oid::from_str(revision)
+            .ok()
+            .and_then(|oid| self.repo.find_commit(oid).ok())
+            .map(|c| c.tree_id())
+        else {
+            return;
+        };
+        let dir = format!("clusters/{}", status.cluster);
+        let now = tree::entry_at(self.repo, Some(tip.tree), &dir);
+        let then = tree::entry_at(self.repo, Some(applied_tree), &dir);
+        if now.is_some() && now == then {
+            status.current = true;
+            for o in &mut status.objects {
+                o.applied = true;
+            }
+            return;
+        }
+        let files: BTreeMap<(String, Option<String>, String), String> = self
+            .indexes
+            .get(&status.cluster)
+            .map(|ix| {
+                ix.objects
+                    .iter()
+                    .map(|e| ((e.kind.clone(), e.namespace.clone(), e.name.clone()), e.file.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for o in &mut status.objects {
+            let Some(file) = files.get(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) else {
+                continue;
+            };
+            let path = format!("{dir}/{file}");
+            let now = tree::entry_at(self.repo, Some(tip.tree), &path);
+            o.applied = now.is_some() && now == tree::entry_at(self.repo, Some(applied_tree), &path);
+        }
+    }
+}
+
+type ObjectKey = (String, String, Option<String>, String);
+
+/// See [`DeployState::object_reader`].
+pub struct ObjectReader {
+    repo: std::sync::Mutex<Repository>,
+    tree: Option<Oid>,
+    files: std::collections::HashMap<ObjectKey, String>,
+}
+
+impl ObjectReader {
+    /// The rendered object of `cluster` that `object` reports on, if the tip has it.
+    pub fn get(&self, cluster: &str, object: &crate::status::report::ObjectStatus) -> Option<Value> {
+        let key = (
+            cluster.to_string(),
+            object.kind.clone(),
+            object.namespace.clone(),
+            object.name.clone(),
+        );
+        let path = format!("clusters/{cluster}/{}", self.files.get(&key)?);
+        let text = {
+            let repo = self.repo.lock().ok()?;
+            let oid = tree::entry_at(&repo, self.tree, &path)?;
+            blob_text(&repo, oid).ok()?
+        };
+        let doc = yaml::parse_documents(&text, &path).ok()?.into_iter().next()?;
+        Some(doc.value)
+    }
+}
+
+fn blob_text(repo: &Repository, oid: Oid) -> Result<String> {
+    let blob = repo.find_blob(oid)?;
+    Ok(String::from_utf8_lossy(blob.content()).into_owned())
+}
+
+/// The status a round gives a cluster: what was seen, or the last known status marked stale
+/// (never wiped) with the error of this attempt.
+pub fn merge(previous: Option<&ClusterStatus>, outcome: &ClusterOutcome) -> ClusterStatus {
+    match outcome {
+        ClusterOutcome::Seen(status) => status.clone(),
+        ClusterOutcome::Unreachable { cluster, error } => match previous {
+            Some(p) => ClusterStatus {
+                reachable: false,
+                stale: true,
+                error: Some(error.clone()),
+                ..p.clone()
+            },
+            None => ClusterStatus {
+                cluster: cluster.clone(),
+                reachable: false,
+                stale: true,
+                last_seen: None,
+                error: Some(error.clone()),
+                source: String::new(),
+                deploy_commit: None,
+                applied_revision: None,
+                current: false,
+                sync: None,
+                objects: Vec::new(),
+            },
+        },
+    }
+}
+
+/// What a round wrote.
+#[derive(Debug, Default)]
+pub struct RoundOutcome {
+    pub commit: Option<Oid>,
+    pub pushed: bool,
+    pub message: String,
+    /// Clusters whose file changed (beyond times).
+    pub changed: Vec<String>,
+    pub statuses: Vec<ClusterStatus>,
+}
+
+/// Builds the summary files (path under `status/summaries/`, content) of a round from the
+/// state at the tip and the round's statuses (every cluster with a status, sorted).
+pub type Summarize<'a> = dyn Fn(&DeployState<'_>, &[ClusterStatus]) -> Result<Vec<(String, Value)>> + 'a;
+
+/// One status commit: the outcomes of a collection merged into the status files at the tip,
+/// `applied`/`current` judged against the tip, summaries recomputed; no commit when nothing
+/// but times changed. `outcomes: None` only recomputes the summaries (`status summarize`).
+pub fn write_round(
+    deploy: &DeployRepo,
+    outcomes: Option<&[ClusterOutcome]>,
+    summarize: &Summarize<'_>,
+    push: bool,
+    dry_run: bool,
+) -> Result<RoundOutcome> {
+    let mut attempt = 0;
+    loop {
+        deploy.fetch()?;
+        let tip = deploy.tip()?;
+        let state = DeployState::read(&deploy.repo, tip)?;
+        let mut objects = ObjectSet::default();
+        let mut changes = Vec::new();
+        let mut changed = Vec::new();
+        let mut statuses: BTreeMap<String, ClusterStatus> = state
+            .statuses
+            .iter()
+            .map(|(c, (s, _))| (c.clone(), s.clone()))
+            .collect();
+        for outcome in outcomes.unwrap_or_default() {
+            let cluster = outcome.cluster().to_string();
+            let previous = state.statuses.get(&cluster).map(|(s, _)| s);
+            let mut status = merge(previous, outcome);
+            state.mark_applied(&mut status);
+            match state.statuses.get(&cluster) {
+                // Only times changed: the file stays as it is (and so does the commit).
+                Some((old, _)) if old.same_state(&status) => {
+                    statuses.insert(cluster, old.clone());
+                    continue;
+                }
+                _ => {}
+            }
+            let text = yaml::to_yaml_string(&serde_json::to_value(&status).unwrap_or_default());
+            let oid = objects.add(ObjectType::Blob, text.into_bytes());
+            changes.push(Change {
+                path: ClusterStatus::path(&cluster),
+                entry: Some((MODE_BLOB, oid)),
+            });
+            changed.push(cluster.clone());
+            statuses.insert(cluster, status);
+        }
+        // A cluster no longer in the deploy repo loses its status file.
+        if outcomes.is_some() {
+            for cluster in state.statuses.keys().filter(|c| !state.indexes.contains_key(*c)) {
+                changes.push(Change {
+                    path: ClusterStatus::path(cluster),
+                    entry: None,
+                });
+                changed.push(cluster.clone());
+                statuses.remove(cluster);
+            }
+        }
+        let statuses: Vec<ClusterStatus> = statuses.into_values().collect();
+        // Summaries are replaced whole: a tree of their own.
+        let summary_files = summarize(&state, &statuses)?;
+        let mut by_path: BTreeMap<String, Oid> = BTreeMap::new();
+        for (path, value) in &summary_files {
+            let rel = path
+                .strip_prefix(SUMMARIES_DIR)
+                .and_then(|p| p.strip_prefix('/'))
+                .ok_or_else(|| Error::msg(format!("summary file {path} is not under {SUMMARIES_DIR}/")))?;
+            let oid = objects.add(ObjectType::Blob, yaml::to_yaml_string(value).into_bytes());
+            by_path.insert(rel.to_string(), oid);
+        }
+        let summaries_tree = build_tree(&deploy.repo, &mut objects, &by_path)?;
+        changes.push(Change {
+            path: SUMMARIES_DIR.to_string(),
+            entry: summaries_tree.map(|t| (MODE_TREE, t)),
+        });
+        let root = tree::overlay(&deploy.repo, &mut objects, tip.map(|t| t.tree), &changes)?;
+        let message = round_message(&statuses, &changed);
+        let mut outcome = RoundOutcome {
+            message,
+            changed,
+            statuses,
+            ..Default::default()
+        };
+        let Some(root) = root else {
+            return Ok(outcome);
+        };
+        if tip.map(|t| t.tree) == Some(root) || dry_run {
+            return Ok(outcome);
+        }
+        objects.write(&deploy.repo)?;
+        let commit = deploy.commit_object(root, tip.map(|t| t.commit), &outcome.message)?;
+        let moved = !deploy.advance(tip.map(|t| t.commit), commit, &outcome.message)? || (push && !deploy.push()?);
+        if moved {
+            attempt += 1;
+            if attempt >= repo::MAX_ATTEMPTS {
+                return Err(Error::msg(format!(
+                    "the branch {} kept moving; gave up writing status after {attempt} attempts",
+                    deploy.branch
+                )));
+            }
+            tracing::info!(attempt, "branch moved while writing status; rebuilding on the new tip");
+            std::thread::sleep(repo::backoff(attempt));
+            continue;
+        }
+        outcome.pushed = push;
+        deploy.update_work_tree(commit)?;
+        outcome.commit = Some(commit);
+        return Ok(outcome);
+    }
+}
+
+/// A tree of nested blobs (`a/b.yaml`), or `None` when empty.
+fn build_tree(repo: &Repository, objects: &mut ObjectSet, files: &BTreeMap<String, Oid>) -> Result<Option<Oid>> {
+    let changes: Vec<Change> = files
+        .iter()
+        .map(|(path, oid)| Change {
+            path: path.clone(),
+            entry: Some((MODE_BLOB, *oid)),
+        })
+        .collect();
+    tree::overlay(repo, objects, None, &changes)
+}
+
+/// `status: 14 clusters: 12 Healthy, 1 Degraded, 1 stale` and the clusters that changed.
+fn round_message(statuses: &[ClusterStatus], changed: &[String]) -> String {
+    let mut by_health: BTreeMap<Health, usize> = BTreeMap::new();
+    let mut stale = 0;
+    for s in statuses {
+        if s.stale {
+            stale += 1;
+            continue;
+        }
+        let worst = s
+            .objects
+            .iter()
+            .map(|o| o.health)
+            .max_by_key(|h| severity(*h))
+            .unwrap_or(Health::Healthy);
+        *by_health.entry(worst).or_default() += 1;
+    }
+    let mut parts: Vec<String> = by_health.iter().map(|(h, n)| format!("{n} {h}")).collect();
+    if stale > 0 {
+        parts.push(format!("{stale} stale"));
+    }
+    let mut message = format!("status: {} clusters: {}\n", statuses.len(), parts.join(", "));
+    if !changed.is_empty() {
+        message.push_str(&format!("\nChanged: {}\n", changed.join(", ")));
+    }
+    message
+}
+
+/// Argo CD's order of health, best first (an application's health is its worst resource's).
+pub fn severity(h: Health) -> u8 {
+    match h {
+        Health::Healthy => 0,
+        Health::Suspended => 1,
+        Health::Progressing => 2,
+        Health::Missing => 3,
+        Health::Degraded => 4,
+        Health::Unknown => 5,
+    }
+}
