@@ -188,6 +188,9 @@ impl DeployRepo {
     /// its branch moved (someone else pushed): the caller fetches, rebuilds and retries.
     pub fn push(&self) -> Result<bool> {
         let mut remote = self.repo.find_remote("origin")?;
+        if let Some(path) = remote.url().ok().and_then(local_remote_path) {
+            return self.push_local(&path);
+        }
         let mut rejected: Option<String> = None;
         let mut callbacks = git::remote_callbacks();
         callbacks.push_update_reference(|_, status| {
@@ -259,6 +262,69 @@ impl DeployRepo {
         index.write()?;
         Ok(())
     }
+}
+
+impl DeployRepo {
+    /// Push to an origin that is a repository on this machine, with a real compare-and-swap.
+    ///
+    /// libgit2's local transport checks "fast-forward" against the refs it read when it
+    /// connected, then overwrites the remote ref unconditionally: two writers pushing at the
+    /// same moment can both pass the check and one commit is lost (seen in
+    /// `tests/status_commits.rs`: 3 of 200 commits). `git receive-pack` behind SSH or HTTP
+    /// locks the ref and checks its old value; this does the same for a local path: copy the
+    /// new objects into the remote's object database as one pack, then move its ref only if
+    /// it still points at the commit we built on.
+    fn push_local(&self, path: &Path) -> Result<bool> {
+        let remote = Repository::open_bare(path)
+            .map_err(|e| Error::msg(format!("push to {}: {}", self.display, e.message())))?;
+        let new = self.repo.refname_to_id(&self.local_ref())?;
+        let based_on = self.repo.refname_to_id(&self.remote_ref()).ok();
+        if let Some(hook) = std::env::var_os(TEST_HOOK_BEFORE_PUSH) {
+            run_test_hook(&hook);
+        }
+        let mut walk = self.repo.revwalk()?;
+        walk.push(new)?;
+        if let Some(old) = based_on {
+            walk.hide(old)?;
+        }
+        let mut pack = self.repo.packbuilder()?;
+        pack.insert_walk(&mut walk)?;
+        let mut buf = git2::Buf::new();
+        pack.write_buf(&mut buf)?;
+        let odb = remote.odb()?;
+        let mut writer = odb.packwriter()?;
+        std::io::Write::write_all(&mut writer, &buf)
+            .map_err(|e| Error::msg(format!("push to {}: writing objects: {e}", self.display)))?;
+        writer.commit()?;
+        let log = "starmap: push";
+        let moved = match based_on {
+            Some(old) => remote.reference_matching(&self.local_ref(), new, true, old, log),
+            None => remote.reference(&self.local_ref(), new, false, log),
+        };
+        match moved {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked
+                ) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::msg(format!("push to {} failed: {}", self.display, e.message()))),
+        }
+        // What a fetch would now say the remote branch is.
+        self.repo.reference(&self.remote_ref(), new, true, log)?;
+        Ok(true)
+    }
+}
+
+/// The path of a remote URL that names a repository on this machine (a path or `file://`).
+fn local_remote_path(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    (!git::is_url(url)).then(|| PathBuf::from(url))
 }
 
 /// Test seam: a command run just before each push, so a test can make a second writer

@@ -1,0 +1,189 @@
+//! Status commits in git: one commit per round, none when only times changed, stale clusters
+//! keep their last status, and render and status writing to one branch never lose each
+//! other's commits (real git, a real bare remote, real concurrent pushes).
+
+mod common;
+
+use std::path::Path;
+
+use common::{commit_count, copy_dir, fixtures, git, starmap, tree_files};
+use starmap::deploy::DeployRepo;
+use starmap::status::Health;
+use starmap::status::collect::ClusterOutcome;
+use starmap::status::report::{ClusterStatus, ObjectStatus};
+use starmap::status::store::{self, DeployState};
+
+fn seen(cluster: &str, last_seen: &str, ready: u64) -> ClusterOutcome {
+    ClusterOutcome::Seen(ClusterStatus {
+        cluster: cluster.into(),
+        reachable: true,
+        stale: false,
+        last_seen: Some(last_seen.into()),
+        error: None,
+        source: "kubeconfig".into(),
+        deploy_commit: None,
+        applied_revision: None,
+        current: false,
+        sync: None,
+        objects: vec![ObjectStatus {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("storefront".into()),
+            name: "storefront".into(),
+            placements: vec!["storefront".into()],
+            health: Health::Healthy,
+            message: String::new(),
+            applied: false,
+            generation: Some(1),
+            observed_generation: Some(1),
+            status: Some(serde_json::json!({"readyReplicas": ready})),
+        }],
+    })
+}
+
+fn no_summaries(_: &DeployState<'_>, _: &[ClusterStatus]) -> starmap::Result<Vec<(String, serde_json::Value)>> {
+    Ok(vec![])
+}
+
+/// A deploy repo rendered from the fixtures.
+fn rendered_deploy(dir: &Path) -> std::path::PathBuf {
+    let deploy = dir.join("deploy");
+    starmap()
+        .args(["render", "--source"])
+        .arg(fixtures())
+        .arg("--deploy")
+        .arg(&deploy)
+        .assert()
+        .success();
+    deploy
+}
+
+#[test]
+fn one_commit_per_round_none_when_only_times_change_and_stale_keeps_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy_path = rendered_deploy(tmp.path());
+    let deploy = DeployRepo::open(deploy_path.to_str().unwrap(), "main", false, false).unwrap();
+    let before = commit_count(&deploy_path, "main");
+
+    let round = |outcomes: &[ClusterOutcome]| store::write_round(&deploy, Some(outcomes), &no_summaries, false, false);
+    let first = round(&[
+        seen("store-0042", "2026-01-01T00:00:00Z", 2),
+        seen("store-1001", "2026-01-01T00:00:00Z", 1),
+    ])
+    .unwrap();
+    assert!(first.commit.is_some());
+    assert_eq!(
+        commit_count(&deploy_path, "main"),
+        before + 1,
+        "one commit for the round"
+    );
+    let files = tree_files(&deploy_path, "main");
+    assert!(files["status/clusters/store-0042.yaml"].contains("readyReplicas: 2"));
+    assert!(files.contains_key("status/clusters/store-1001.yaml"));
+    // Render's paths are untouched.
+    assert!(files.contains_key("clusters/store-0042/kustomization.yaml"));
+
+    // Same state a minute later: no commit, the old timestamp stays.
+    let again = round(&[seen("store-0042", "2026-01-01T00:01:00Z", 2)]).unwrap();
+    assert_eq!(again.commit, None);
+    assert_eq!(commit_count(&deploy_path, "main"), before + 1);
+
+    // Unreachable: stale, with the last known objects and lastSeen kept.
+    let stale = round(&[ClusterOutcome::Unreachable {
+        cluster: "store-1001".into(),
+        error: "https://127.0.0.1:1: connection refused".into(),
+    }])
+    .unwrap();
+    assert!(stale.commit.is_some());
+    let text = &tree_files(&deploy_path, "main")["status/clusters/store-1001.yaml"];
+    assert!(text.contains("stale: true"), "{text}");
+    assert!(text.contains("reachable: false"), "{text}");
+    assert!(text.contains("lastSeen: \"2026-01-01T00:00:00Z\""), "{text}");
+    assert!(text.contains("readyReplicas: 1"), "last known status kept: {text}");
+    assert!(text.contains("connection refused"), "{text}");
+    // store-0042's file did not change in that round.
+    assert!(tree_files(&deploy_path, "main")["status/clusters/store-0042.yaml"].contains("2026-01-01T00:00:00Z"));
+}
+
+#[test]
+fn render_and_status_committing_concurrently_lose_nothing() {
+    const ROUNDS: usize = 100;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    copy_dir(&fixtures(), &source);
+    // The shared remote, and one clone per writer (as two CI jobs or pods would have).
+    let seed = rendered_deploy(tmp.path());
+    let origin = tmp.path().join("origin.git");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap(),
+            origin.to_str().unwrap(),
+        ],
+    );
+    let render_clone = tmp.path().join("render-clone");
+    let status_clone = tmp.path().join("status-clone");
+    for clone in [&render_clone, &status_clone] {
+        git(
+            tmp.path(),
+            &["clone", "-q", origin.to_str().unwrap(), clone.to_str().unwrap()],
+        );
+    }
+    let start = commit_count(&origin, "main");
+
+    let inventory = source.join("inventory/us-east.yaml");
+    let original = std::fs::read_to_string(&inventory).unwrap();
+    assert!(
+        original.contains("storeName: Boston Back Bay"),
+        "fixture changed; update this test"
+    );
+    let renderer = std::thread::spawn({
+        let (source, render_clone) = (source.clone(), render_clone.clone());
+        move || {
+            for i in 0..ROUNDS {
+                // A new store name each round: a real change to one cluster's files.
+                let text = original.replace("storeName: Boston Back Bay", &format!("storeName: Boston Back Bay {i}"));
+                std::fs::write(&inventory, text).unwrap();
+                starmap()
+                    .args(["render", "--push", "--source"])
+                    .arg(&source)
+                    .arg("--deploy")
+                    .arg(&render_clone)
+                    .assert()
+                    .success();
+            }
+        }
+    });
+    let deploy = DeployRepo::open(status_clone.to_str().unwrap(), "main", true, false).unwrap();
+    for i in 0..ROUNDS {
+        // A collection round reads the clusters before it writes (tens of milliseconds at
+        // least); without that pause this loop would hold the branch nearly all the time and
+        // starve render's retries, which is not a race either side would see in practice.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let outcome = seen("store-0042", "2026-01-01T00:00:00Z", i as u64);
+        let round = store::write_round(&deploy, Some(&[outcome]), &no_summaries, true, false).unwrap();
+        assert!(
+            round.commit.is_some() && round.pushed,
+            "status round {i} committed and pushed"
+        );
+    }
+    renderer.join().expect("every render succeeded");
+
+    assert_eq!(
+        commit_count(&origin, "main"),
+        start + 2 * ROUNDS,
+        "every render and every status round is a commit on the remote branch"
+    );
+    let log = git(&origin, &["log", "--format=%s", "main"]);
+    assert_eq!(log.lines().filter(|l| l.starts_with("status: ")).count(), ROUNDS);
+    let files = tree_files(&origin, "main");
+    assert!(files["status/clusters/store-0042.yaml"].contains(&format!("readyReplicas: {}", ROUNDS - 1)));
+    let last_name = format!("Boston Back Bay {}", ROUNDS - 1);
+    assert!(
+        files.values().any(|text| text.contains(&last_name)),
+        "the last render is in the tip"
+    );
+}
