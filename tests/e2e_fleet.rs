@@ -338,4 +338,190 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_deployments_available(&fleet);
+
+    // 3. Status back into git (api.md section 5).
+    status_round_trip(&fleet, &scratch, &source, &repo, &second);
+}
+
+/// Stops (SIGSTOP) a component's process group and resumes it when dropped, so the fleet
+/// survives a failing test. A stopped API server accepts no requests: a real outage.
+struct Paused(i32);
+
+impl Paused {
+    fn component(fleet: &Fleet, name: &str) -> Paused {
+        let pid_file = fleet.kubeconfig.parent().unwrap().join(format!("pids/{name}.pid"));
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        // The PID is the session and group leader (`setsid timeout ...`): signal the group.
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", "--", &format!("-{pid}")])
+                .status()
+                .unwrap()
+                .success()
+        );
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", "--", &format!("-{}", self.0)])
+            .status();
+    }
+}
+
+fn collect(fleet: &Fleet, source: &Path, repo: &Path, timeout: &str) -> Value {
+    let mut args = vec![
+        "status",
+        "collect",
+        "--source",
+        source.to_str().unwrap(),
+        "--deploy",
+        repo.to_str().unwrap(),
+        "--kubeconfig",
+        fleet.kubeconfig.to_str().unwrap(),
+        "--timeout",
+        timeout,
+        "-o",
+        "json",
+    ];
+    for c in CLUSTERS {
+        args.extend(["--cluster", c]);
+    }
+    serde_json::from_str(&starmap(&args)).expect("collect -o json")
+}
+
+fn cluster_entry<'a>(report: &'a Value, cluster: &str) -> &'a Value {
+    report["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
+        .unwrap_or_else(|| panic!("{cluster} not in {report}"))
+}
+
+fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, repo: &Path, rendered: &str) {
+    // No ingress controller runs here; give the Ingress the address one would, or the
+    // health rules (like Argo CD's) rightly keep it Progressing.
+    fleet
+        .kubectl(
+            "store-0042",
+            &[
+                "patch",
+                "ingress",
+                "-n",
+                "storefront",
+                "storefront",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"loadBalancer":{"ingress":[{"ip":"10.255.0.10"}]}}}"#,
+            ],
+        )
+        .expect("set the Ingress address");
+
+    // Every object Healthy, and each cluster runs the render commit.
+    let start = Instant::now();
+    let report = loop {
+        let report = collect(fleet, source, repo, "20s");
+        if CLUSTERS
+            .iter()
+            .all(|c| cluster_entry(&report, c)["health"] == "Healthy")
+        {
+            break report;
+        }
+        assert!(start.elapsed() < APPLY_TIMEOUT, "not all Healthy: {report}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    for cluster in CLUSTERS {
+        let entry = cluster_entry(&report, cluster);
+        assert_eq!(entry["reachable"], true, "{entry}");
+        assert_eq!(entry["current"], true, "{entry}");
+        assert_eq!(
+            entry["appliedRevision"], rendered,
+            "{cluster} runs the render commit: {entry}"
+        );
+        let file = git(repo, &["show", &format!("main:status/clusters/{cluster}.yaml")]);
+        assert!(
+            file.contains("health: Healthy") && !file.contains("health: Progressing"),
+            "{file}"
+        );
+        assert!(
+            file.contains("applied: true") && !file.contains("applied: false"),
+            "{file}"
+        );
+    }
+    eprintln!("status: all 3 clusters Healthy, running {rendered}");
+
+    // Nothing changed: no commit.
+    let before = git(repo, &["rev-parse", "main"]);
+    let again = collect(fleet, source, repo, "20s");
+    assert_eq!(again["commit"], Value::Null, "nothing changed, yet a commit: {again}");
+    assert_eq!(git(repo, &["rev-parse", "main"]), before);
+
+    // A revision that never becomes ready on store-0042: its pods cannot be scheduled and
+    // the Deployment's progress deadline passes.
+    std::fs::write(
+        source.join("customizations/e2e-broken-storefront.yaml"),
+        "apiVersion: starmap.dev/v1alpha1\nkind: Customization\nmetadata: {name: e2e-broken-storefront}\n\
+         spec:\n  clusters: [store-0042]\n  targets: [{kinds: [Deployment], names: [storefront]}]\n  order: 50\n\
+         \x20 merge:\n    spec:\n      progressDeadlineSeconds: 5\n      template:\n        spec:\n\
+         \x20         nodeSelector: {e2e.starmap.dev/node: none}\n",
+    )
+    .unwrap();
+    starmap(&[
+        "render",
+        "--source",
+        source.to_str().unwrap(),
+        "--deploy",
+        repo.to_str().unwrap(),
+    ]);
+    let start = Instant::now();
+    let report = loop {
+        let report = collect(fleet, source, repo, "20s");
+        if cluster_entry(&report, "store-0042")["health"] == "Degraded" {
+            break report;
+        }
+        assert!(start.elapsed() < APPLY_TIMEOUT, "store-0042 never Degraded: {report}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(cluster_entry(&report, "store-1001")["health"], "Healthy");
+    assert_eq!(cluster_entry(&report, "store-2001")["health"], "Healthy");
+    let summary = git(repo, &["show", "main:status/summaries/placements/storefront.yaml"]);
+    assert!(summary.contains("Degraded: 1"), "{summary}");
+    assert!(summary.contains("cluster: store-0042"), "{summary}");
+    let show: Value = serde_json::from_str(&starmap(&[
+        "status",
+        "show",
+        "--deploy",
+        repo.to_str().unwrap(),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(show["worstClusters"][0]["cluster"], "store-0042", "{show}");
+    eprintln!("status: store-0042 Degraded after {:.1?}", start.elapsed());
+
+    // One API server stops answering: that cluster is stale with its last status kept, the
+    // others are collected.
+    let last = git(repo, &["show", "main:status/clusters/store-2001.yaml"]);
+    let paused = Paused::component(fleet, "store-2001-kube-apiserver");
+    let started = Instant::now();
+    let report = collect(fleet, source, repo, "5s");
+    let took = started.elapsed();
+    drop(paused);
+    let entry = cluster_entry(&report, "store-2001");
+    assert_eq!(entry["reachable"], false, "{entry}");
+    assert_eq!(entry["stale"], true, "{entry}");
+    assert_eq!(cluster_entry(&report, "store-1001")["reachable"], true);
+    assert_eq!(cluster_entry(&report, "store-0042")["health"], "Degraded");
+    let now = git(repo, &["show", "main:status/clusters/store-2001.yaml"]);
+    assert!(now.contains("stale: true"), "{now}");
+    let objects = |text: &str| text.split("objects:").nth(1).map(String::from);
+    assert_eq!(objects(&now), objects(&last), "the last known objects are kept");
+    assert!(
+        took < Duration::from_secs(30),
+        "a dead cluster held collection up for {took:?}"
+    );
+    eprintln!("status: store-2001 stale after a {took:.1?} round; others collected");
+    let _ = scratch;
 }

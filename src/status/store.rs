@@ -95,6 +95,29 @@ impl<'r> DeployState<'r> {
         })
     }
 
+    /// Keeps the previous `appliedRevision` and `deployCommit` when the cluster's directory is
+    /// the same at the new ones: they name the deploy commit that holds what the cluster
+    /// runs, not the newest commit on the branch. Without this, every status commit would be
+    /// a new revision for Flux to apply and report back, and each round would commit again.
+    pub fn keep_revisions(&self, status: &mut ClusterStatus, previous: Option<&ClusterStatus>) {
+        let Some(previous) = previous else { return };
+        let dir = format!("clusters/{}", status.cluster);
+        let dir_at = |sha: &str| {
+            let commit = self.repo.find_commit(Oid::from_str(sha).ok()?).ok()?;
+            tree::entry_at(self.repo, Some(commit.tree_id()), &dir)
+        };
+        let same = |old: &Option<String>, new: &Option<String>| match (old, new) {
+            (Some(old), Some(new)) if old != new => dir_at(old).is_some() && dir_at(old) == dir_at(new),
+            _ => false,
+        };
+        if same(&previous.applied_revision, &status.applied_revision) {
+            status.applied_revision = previous.applied_revision.clone();
+        }
+        if same(&previous.deploy_commit, &status.deploy_commit) {
+            status.deploy_commit = previous.deploy_commit.clone();
+        }
+    }
+
     /// Sets `current` and each object's `applied`: the cluster's directory (or the object's
     /// file in it) at `appliedRevision` equals the one at the tip. A revision this repo does
     /// not have (yet) counts as not applied.
@@ -249,6 +272,7 @@ pub fn write_round(
             let cluster = outcome.cluster().to_string();
             let previous = state.statuses.get(&cluster).map(|(s, _)| s);
             let mut status = merge(previous, outcome);
+            state.keep_revisions(&mut status, previous);
             state.mark_applied(&mut status);
             match state.statuses.get(&cluster) {
                 // Only times changed: the file stays as it is (and so does the commit).
