@@ -7,6 +7,7 @@
 pub mod collect;
 pub mod health;
 pub mod report;
+pub mod store;
 pub mod summary;
 
 pub use health::{Health, HealthStatus, application_health, health_of, health_of_live};
