@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::client::{Failure, Reader, show_duration};
 use super::{ClusterOutcome, IndexEntry, Options, SOURCE_ARGOCD, Target, load_kubeconfig, now_rfc3339, revision_sha};
 use crate::error::Result;
-use crate::source::config::{ArgoCdSettings, Config};
+use crate::source::Config;
 use crate::status::report::{ClusterStatus, ObjectStatus, SyncStatus};
 use crate::status::{Health, HealthStatus, application_health};
 
@@ -34,7 +34,7 @@ impl ArgoCdHub {
     pub fn new(context: impl Into<String>) -> Self {
         ArgoCdHub {
             context: context.into(),
-            namespace: ArgoCdSettings::default().namespace,
+            namespace: Config::default().argocd.namespace,
         }
     }
 
@@ -76,7 +76,11 @@ pub async fn collect_argocd(hub: &ArgoCdHub, targets: &[Target], options: &Optio
 
     let mut by_cluster: HashMap<&str, Vec<&Value>> = HashMap::new();
     for app in &applications {
-        if let Some(cluster) = app.pointer("/metadata/labels").and_then(|l| l.get(CLUSTER_LABEL)).and_then(Value::as_str) {
+        if let Some(cluster) = app
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(CLUSTER_LABEL))
+            .and_then(Value::as_str)
+        {
             by_cluster.entry(cluster).or_default().push(app);
         }
     }
@@ -117,7 +121,9 @@ async fn list_applications(reader: &Reader, namespace: &str) -> Result<Vec<Value
             params = params.continue_token(t);
         }
         let page = reader.call(|| api.list(&params)).await.map_err(|f| match f {
-            Failure::NotFound => "the hub does not serve argoproj.io/v1alpha1 Application (is Argo CD installed?)".into(),
+            Failure::NotFound => {
+                "the hub does not serve argoproj.io/v1alpha1 Application (is Argo CD installed?)".into()
+            }
             Failure::Object(m) | Failure::Cluster(m) => m,
         })?;
         for item in page.items {
@@ -133,7 +139,12 @@ async fn list_applications(reader: &Reader, namespace: &str) -> Result<Vec<Value
 /// The Application of `cluster`: `starmap-<cluster>` if there are several, else the first by name.
 fn pick<'a>(apps: Option<&Vec<&'a Value>>, cluster: &str) -> Option<&'a Value> {
     let apps = apps?;
-    let name = |a: &Value| a.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = |a: &Value| {
+        a.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let preferred = format!("starmap-{cluster}");
     apps.iter()
         .find(|a| name(a) == preferred)
@@ -204,10 +215,13 @@ fn resource_status(entry: &IndexEntry, resources: &[&Value]) -> ObjectStatus {
             && str_at(r, "/name") == entry.name
             && (any_namespace || str_at(r, "/namespace") == entry.namespace.as_deref().unwrap_or(""))
     };
-    let found = resources
-        .iter()
-        .find(|r| same(r, false))
-        .or_else(|| entry.namespace.is_none().then(|| resources.iter().find(|r| same(r, true))).flatten());
+    let found = resources.iter().find(|r| same(r, false)).or_else(|| {
+        entry
+            .namespace
+            .is_none()
+            .then(|| resources.iter().find(|r| same(r, true)))
+            .flatten()
+    });
     let health = match found {
         None => HealthStatus::new(Health::Missing, "not among the Application's resources"),
         Some(r) => match r.pointer("/health/status").and_then(Value::as_str) {

@@ -46,7 +46,8 @@ impl Reader {
     /// A client for `context` of `kubeconfig`; `Err` is the one-line reason it cannot be built
     /// (no such context, unreadable certificate, ...).
     pub async fn new(kubeconfig: &Kubeconfig, context: &str, options: &Options) -> Result<Reader, String> {
-        let narrowed = narrow(kubeconfig, context).ok_or_else(|| format!("no context {context:?} in the kubeconfig"))?;
+        let narrowed =
+            narrow(kubeconfig, context).ok_or_else(|| format!("no context {context:?} in the kubeconfig"))?;
         let kopts = KubeConfigOptions {
             context: Some(context.to_string()),
             ..Default::default()
@@ -141,7 +142,9 @@ pub(crate) type Kinds = HashMap<String, (ApiResource, ApiCapabilities)>;
 /// so a hung request is retried before the cluster's time runs out.
 fn attempt_timeout(options: &Options) -> Duration {
     let attempts = options.retries.saturating_add(1);
-    (options.timeout / attempts).max(Duration::from_secs(1)).min(options.timeout)
+    (options.timeout / attempts)
+        .max(Duration::from_secs(1))
+        .min(options.timeout)
 }
 
 /// A kubeconfig with only `context`, its cluster and its user: cheap to hand to kube, which
@@ -178,8 +181,18 @@ fn narrow(kubeconfig: &Kubeconfig, context: &str) -> Option<Kubeconfig> {
 
 /// The API server URL of `context`, for messages.
 pub(crate) fn server_of(kubeconfig: &Kubeconfig, context: &str) -> Option<String> {
-    let ctx = kubeconfig.contexts.iter().find(|c| c.name == context)?.context.as_ref()?;
-    let cluster = kubeconfig.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()?;
+    let ctx = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?;
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?;
     Some(cluster.server.as_deref()?.trim_end_matches('/').to_string())
 }
 
@@ -209,7 +222,10 @@ fn classify(e: &kube::Error, server: &str) -> Classified {
             }
         }
         kube::Error::SerdeError(err) => Final(Failure::Object(format!("cannot decode the answer: {err}"))),
-        kube::Error::Auth(_) => Final(Failure::Cluster(format!("{server}: authentication: {}", error_chain(e)))),
+        kube::Error::Auth(_) => Final(Failure::Cluster(format!(
+            "{server}: authentication: {}",
+            error_chain(e)
+        ))),
         _ => Final(Failure::Cluster(format!("{server}: {}", error_chain(e)))),
     }
 }
@@ -256,7 +272,7 @@ pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -296,7 +312,10 @@ mod tests {
     fn io_errors_read_as_words() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(transport_message(&refused), ("connection refused".to_string(), true));
-        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid peer certificate:\n UnknownIssuer");
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate:\n UnknownIssuer",
+        );
         assert_eq!(
             transport_message(&tls),
             ("invalid peer certificate: UnknownIssuer".to_string(), false)
@@ -306,16 +325,21 @@ mod tests {
     #[test]
     fn api_errors_by_code() {
         let status = |code: u16, message: &str| {
-            kube::Error::Api(
-                kube::core::Status::failure(message, "")
-                    .with_code(code)
-                    .boxed(),
-            )
+            kube::Error::Api(kube::core::Status::failure(message, "").with_code(code).boxed())
         };
         let s = "https://h:6443";
-        assert!(matches!(classify(&status(404, "nf"), s), Classified::Final(Failure::NotFound)));
-        assert!(matches!(classify(&status(503, "busy"), s), Classified::Transient(m) if m == "https://h:6443: 503 busy"));
-        assert!(matches!(classify(&status(403, "forbidden x"), s), Classified::Final(Failure::Object(m)) if m == "forbidden x"));
-        assert!(matches!(classify(&status(401, "no"), s), Classified::Final(Failure::Cluster(m)) if m.contains("unauthorized")));
+        assert!(matches!(
+            classify(&status(404, "nf"), s),
+            Classified::Final(Failure::NotFound)
+        ));
+        assert!(
+            matches!(classify(&status(503, "busy"), s), Classified::Transient(m) if m == "https://h:6443: 503 busy")
+        );
+        assert!(
+            matches!(classify(&status(403, "forbidden x"), s), Classified::Final(Failure::Object(m)) if m == "forbidden x")
+        );
+        assert!(
+            matches!(classify(&status(401, "no"), s), Classified::Final(Failure::Cluster(m)) if m.contains("unauthorized"))
+        );
     }
 }

@@ -113,7 +113,12 @@ objects:
         assert_eq!(index.objects.len(), 2);
         let web = &index.objects[0];
         assert_eq!(
-            (web.api_version.as_str(), web.kind.as_str(), web.namespace.as_deref(), web.name.as_str()),
+            (
+                web.api_version.as_str(),
+                web.kind.as_str(),
+                web.namespace.as_deref(),
+                web.name.as_str()
+            ),
             ("apps/v1", "Deployment", Some("shop"), "web")
         );
         assert_eq!(web.placements, ["edge", "all"]);

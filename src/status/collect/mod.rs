@@ -31,8 +31,9 @@
 //! with the deploy commit, in git, which is the caller's job.
 //!
 //! Both functions must run inside a Tokio runtime (they spawn a task per cluster; a
-//! multi-threaded runtime spreads TLS and JSON work over the cores). The process needs a rustls
-//! crypto provider: kube's `ring` feature, or one installed before the first call.
+//! multi-threaded runtime spreads TLS and JSON work over the cores). TLS is rustls with ring,
+//! the only crypto provider in the dependency tree (kube's `ring` feature), which rustls
+//! installs by itself; enabling a second one (aws-lc-rs) would make creating a client panic.
 
 mod argocd;
 mod client;
@@ -55,14 +56,15 @@ pub use time::{now_rfc3339, rfc3339_utc};
 use self::client::{Failure, Kinds, Reader, show_duration};
 use crate::error::{Error, Result};
 use crate::model::Cluster;
-use crate::source::config::{Config, FluxSettings};
+use crate::source::{Config, FluxSettings};
 use crate::status::report::{ClusterStatus, ObjectStatus, SyncStatus, stable_status};
 use crate::status::{Health, HealthStatus, health_of_live};
 
 /// Clusters read at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 16;
-/// Requests in flight per cluster, by default.
-pub const DEFAULT_OBJECT_CONCURRENCY: usize = 8;
+/// Requests in flight per cluster, by default. Each is a connection (HTTP/1.1), so each costs
+/// a TLS handshake: on the local fleet 2–4 beat 8 (see tests/status_collect.rs, `measure_`).
+pub const DEFAULT_OBJECT_CONCURRENCY: usize = 4;
 /// Time allowed for one cluster, retries included, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Retries of a request that failed transiently, by default.
@@ -232,12 +234,15 @@ pub async fn collect(targets: Vec<Target>, options: &Options) -> Result<Vec<Clus
         .map(|(i, target)| {
             let (kubeconfig, options) = (kubeconfig.clone(), options.clone());
             let cluster = target.cluster.clone();
-            // A task per cluster: the runtime spreads clusters over its threads.
-            let task = tokio::spawn(async move { collect_cluster(&kubeconfig, &target, &options).await });
+            // A task per cluster: the runtime spreads clusters over its threads. Aborted if
+            // `collect` is dropped.
+            let mut task = AbortOnDrop(tokio::spawn(async move {
+                collect_cluster(&kubeconfig, &target, &options).await
+            }));
             async move {
-                let outcome = task.await.unwrap_or_else(|e| ClusterOutcome::Unreachable {
+                let outcome = (&mut task.0).await.unwrap_or_else(|e| ClusterOutcome::Unreachable {
                     cluster,
-                    error: format!("internal error: {e}"),
+                    error: client::one_line(&format!("internal error: {e}")),
                 });
                 (i, outcome)
             }
@@ -249,11 +254,26 @@ pub async fn collect(targets: Vec<Target>, options: &Options) -> Result<Vec<Clus
     Ok(outcomes.into_iter().map(|(_, o)| o).collect())
 }
 
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub(crate) fn load_kubeconfig(options: &Options) -> Result<Kubeconfig> {
     match &options.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path)
-            .map_err(|e| Error::msg(format!("cannot read kubeconfig {}: {}", path.display(), client::error_chain(&e)))),
-        None => Kubeconfig::read().map_err(|e| Error::msg(format!("cannot read kubeconfig: {}", client::error_chain(&e)))),
+        Some(path) => Kubeconfig::read_from(path).map_err(|e| {
+            Error::msg(format!(
+                "cannot read kubeconfig {}: {}",
+                path.display(),
+                client::error_chain(&e)
+            ))
+        }),
+        None => {
+            Kubeconfig::read().map_err(|e| Error::msg(format!("cannot read kubeconfig: {}", client::error_chain(&e))))
+        }
     }
 }
 
@@ -285,7 +305,7 @@ fn timed_out(kubeconfig: &Kubeconfig, context: &str, timeout: Duration) -> Strin
 /// What discovery found for one `apiVersion`.
 enum Served {
     Kinds(Kinds),
-    NotServed,
+    Absent,
     /// Discovery of this group version failed for a reason that concerns only its objects
     /// (403, ...).
     Failed(String),
@@ -301,32 +321,21 @@ async fn read_cluster(reader: &Reader, target: &Target, options: &Options) -> Re
     api_versions.dedup();
 
     // Discovery: one request per group version, cached for this cluster.
-    let served: HashMap<&str, Served> = stream::iter(api_versions)
-        .map(|av| async move {
-            let served = match reader.kinds(av).await {
-                Ok(kinds) => Served::Kinds(kinds),
-                Err(Failure::NotFound) => Served::NotServed,
-                Err(Failure::Object(m)) => Served::Failed(m),
-                Err(Failure::Cluster(m)) => return Err(m),
-            };
-            Ok((av, served))
-        })
+    // (The futures are built before they are streamed: closures over borrowed items inside a
+    // spawned task trip rustc's higher-ranked lifetime check.)
+    let discoveries: Vec<_> = api_versions.into_iter().map(|av| discover(reader, av)).collect();
+    let served: HashMap<&str, Served> = stream::iter(discoveries)
         .buffer_unordered(parallel)
         .try_collect()
         .await?;
 
-    let mut objects: Vec<(usize, ObjectStatus)> = stream::iter(target.objects.iter().enumerate())
-        .map(|(i, entry)| {
-            let served = &served;
-            async move {
-                let live = read_object(reader, served, &entry.api_version, &entry.kind, entry.namespace.as_deref(), &entry.name)
-                    .await?;
-                Ok::<_, String>((i, object_status(entry, live)))
-            }
-        })
-        .buffer_unordered(parallel)
-        .try_collect()
-        .await?;
+    let reads: Vec<_> = target
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| read_entry(reader, &served, i, entry))
+        .collect();
+    let mut objects: Vec<(usize, ObjectStatus)> = stream::iter(reads).buffer_unordered(parallel).try_collect().await?;
     objects.sort_by_key(|(i, _)| *i);
 
     let (sync, applied_revision) = match &options.flux {
@@ -360,6 +369,35 @@ async fn read_cluster(reader: &Reader, target: &Target, options: &Options) -> Re
     })
 }
 
+/// Discovery of one `apiVersion`; `Err` only for a failure of the whole cluster.
+async fn discover<'a>(reader: &Reader, api_version: &'a str) -> Result<(&'a str, Served), String> {
+    let served = match reader.kinds(api_version).await {
+        Ok(kinds) => Served::Kinds(kinds),
+        Err(Failure::NotFound) => Served::Absent,
+        Err(Failure::Object(m)) => Served::Failed(m),
+        Err(Failure::Cluster(m)) => return Err(m),
+    };
+    Ok((api_version, served))
+}
+
+async fn read_entry(
+    reader: &Reader,
+    served: &HashMap<&str, Served>,
+    i: usize,
+    entry: &IndexEntry,
+) -> Result<(usize, ObjectStatus), String> {
+    let live = read_object(
+        reader,
+        served,
+        &entry.api_version,
+        &entry.kind,
+        entry.namespace.as_deref(),
+        &entry.name,
+    )
+    .await?;
+    Ok((i, object_status(entry, live)))
+}
+
 /// What reading one object gave.
 enum Live {
     Found(Value),
@@ -383,7 +421,7 @@ async fn read_object(
             Some(r) => r,
             None => return Ok(Live::Missing(format!("the cluster serves no {kind} in {api_version}"))),
         },
-        Some(Served::NotServed) => return Ok(Live::Missing(format!("the cluster does not serve {api_version}"))),
+        Some(Served::Absent) => return Ok(Live::Missing(format!("the cluster does not serve {api_version}"))),
         Some(Served::Failed(m)) => return Ok(Live::Unreadable(m.clone())),
         None => return Ok(Live::Unreadable(format!("{api_version} was not discovered"))),
     };
@@ -404,7 +442,11 @@ fn object_status(entry: &IndexEntry, live: Live) -> ObjectStatus {
         Live::Missing(m) => (HealthStatus::new(Health::Missing, m.clone()), None),
         Live::Unreadable(m) => (HealthStatus::new(Health::Unknown, m.clone()), None),
     };
-    let int_at = |path: &[&str]| object.and_then(|o| path.iter().try_fold(o, |v, k| v.get(k))).and_then(Value::as_i64);
+    let int_at = |path: &[&str]| {
+        object
+            .and_then(|o| path.iter().try_fold(o, |v, k| v.get(k)))
+            .and_then(Value::as_i64)
+    };
     ObjectStatus {
         api_version: entry.api_version.clone(),
         kind: entry.kind.clone(),
@@ -434,7 +476,10 @@ fn kustomization_sync(flux: &FluxObject, live: Live) -> (Option<SyncStatus>, Opt
                 .and_then(revision_sha),
         ),
         Live::Missing(m) if m.is_empty() => (HealthStatus::new(Health::Missing, "not found"), None),
-        Live::Missing(m) => (HealthStatus::new(Health::Missing, format!("{m} (is Flux installed?)")), None),
+        Live::Missing(m) => (
+            HealthStatus::new(Health::Missing, format!("{m} (is Flux installed?)")),
+            None,
+        ),
         Live::Unreadable(m) => (HealthStatus::new(Health::Unknown, m.clone()), None),
     };
     let sync = SyncStatus {
@@ -502,12 +547,18 @@ mod tests {
         assert!(status["conditions"][0].get("lastUpdateTime").is_none());
 
         let missing = object_status(&entry(), Live::Missing(String::new()));
-        assert_eq!((missing.health, missing.status, missing.generation), (Health::Missing, None, None));
+        assert_eq!(
+            (missing.health, missing.status, missing.generation),
+            (Health::Missing, None, None)
+        );
         let unserved = object_status(&entry(), Live::Missing("the cluster does not serve x/v1".into()));
         assert_eq!(unserved.health, Health::Missing);
         assert_eq!(unserved.message, "the cluster does not serve x/v1");
         let forbidden = object_status(&entry(), Live::Unreadable("forbidden".into()));
-        assert_eq!((forbidden.health, forbidden.message.as_str()), (Health::Unknown, "forbidden"));
+        assert_eq!(
+            (forbidden.health, forbidden.message.as_str()),
+            (Health::Unknown, "forbidden")
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(at(4_102_444_799), "2099-12-31T23:59:59Z");
         assert_eq!(at(253_402_300_799), "9999-12-31T23:59:59Z");
         assert_eq!(at(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(rfc3339_utc(UNIX_EPOCH + Duration::from_millis(1_999)), "1970-01-01T00:00:01Z");
+        assert_eq!(
+            rfc3339_utc(UNIX_EPOCH + Duration::from_millis(1_999)),
+            "1970-01-01T00:00:01Z"
+        );
     }
 
     #[test]
