@@ -54,6 +54,10 @@ struct Fleet {
 impl Fleet {
     fn from_env() -> Option<Fleet> {
         let Some(kubeconfig) = std::env::var_os("STARMAP_E2E_KUBECONFIG").map(PathBuf::from) else {
+            assert!(
+                std::env::var_os("STARMAP_REQUIRE_FLEET").is_none(),
+                "STARMAP_REQUIRE_FLEET is set but STARMAP_E2E_KUBECONFIG is not"
+            );
             eprintln!(
                 "skipped: no real cluster; set STARMAP_E2E_KUBECONFIG to the kubeconfig that \
                  tests/e2e/up.sh prints (e.g. STARMAP_E2E_NO_FLUX=1 tests/e2e/up.sh 2)"
