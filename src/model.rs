@@ -8,6 +8,7 @@ use std::fmt;
 use crate::error::Location;
 use crate::source::Config;
 use crate::spec::{ClusterSpec, CompiledObjectTest, CustomizationSpec, LabelSelector, PlacementSpec};
+use crate::status::summary::StatusSummary;
 use crate::yaml::LineTree;
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct Model {
     pub placements: Vec<Placement>,
     /// In application order: `order`, then name.
     pub customizations: Vec<Customization>,
+    /// StatusSummary objects, sorted by name.
+    pub summaries: Vec<StatusSummary>,
     /// Sorted by source path, then line.
     pub workloads: Vec<Workload>,
     /// Template overrides from the source's `templates/`, by file name.

@@ -12,8 +12,12 @@ fn source_url_at_tag_reads_the_tag_not_the_branch_head() {
     copy_dir(&common::fixtures(), &src);
     let tagged = git_init_commit(&src);
     git(&src, &["tag", "v1"]);
-    // After the tag, the branch drops the pos placement.
+    // After the tag, the branch drops the pos placement (and the status summary about it).
     std::fs::remove_file(src.join("placements/pos.yaml")).unwrap();
+    let summaries = src.join("status/summaries.yaml");
+    let text = std::fs::read_to_string(&summaries).unwrap();
+    let (kept, _pos) = text.split_once("\n---\n").expect("two summaries");
+    std::fs::write(&summaries, kept).unwrap();
     git(&src, &["commit", "-q", "-am", "drop pos"]);
 
     let deploy = tmp.path().join("deploy");

@@ -13,9 +13,10 @@ use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, TemplateOverride, Workload};
 use crate::spec::{
-    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc,
+    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc, StatusSummaryDoc,
     TEMPLATE_ANNOTATION,
 };
+use crate::status::summary::StatusSummary;
 use crate::yaml::{Doc, LineTree, Step, from_doc, parse_documents};
 
 /// Where Cluster objects come from besides the source.
@@ -85,6 +86,7 @@ struct Parts {
     clusters: Vec<Spec<ClusterDoc>>,
     placements: Vec<Spec<PlacementDoc>>,
     customizations: Vec<Spec<CustomizationDoc>>,
+    summaries: Vec<Spec<StatusSummaryDoc>>,
     workloads: Vec<Workload>,
     templates: BTreeMap<String, TemplateOverride>,
     charts: Vec<Chart>,
@@ -217,9 +219,19 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
                 });
                 Ok(())
             }
+            "StatusSummary" => {
+                parts.summaries.push(Spec {
+                    doc: from_doc(&doc, path)?,
+                    at,
+                    lines: doc.lines,
+                });
+                Ok(())
+            }
             other => Err(Error::at(
                 at,
-                format!("unknown kind {other:?} for {API_VERSION} (expected Cluster, Placement or Customization)"),
+                format!(
+                    "unknown kind {other:?} for {API_VERSION} (expected Cluster, Placement, Customization or StatusSummary)"
+                ),
             )),
         };
     }
@@ -462,6 +474,17 @@ impl Parts {
         )?;
         let mut customizations: Vec<Customization> = customizations.into_iter().map(|(c, _)| c).collect();
 
+        let mut summaries = Vec::new();
+        for spec in &self.summaries {
+            summaries.push((status_summary(spec, &placements)?, spec.field(&NAME_PATH)));
+        }
+        check_unique(
+            "StatusSummary",
+            summaries.iter().map(|(s, at)| (s.name.as_str(), at.clone())),
+        )?;
+        let mut summaries: Vec<StatusSummary> = summaries.into_iter().map(|(s, _)| s).collect();
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
         placements.sort_by(|a, b| a.name.cmp(&b.name));
         customizations.sort_by(|a, b| (a.spec.order, &a.name).cmp(&(b.spec.order, &b.name)));
@@ -479,11 +502,30 @@ impl Parts {
             clusters,
             placements,
             customizations,
+            summaries,
             workloads,
             templates: self.templates,
             warnings: self.warnings,
         })
     }
+}
+
+/// A StatusSummary: its placement must exist; names, ops and CEL are checked by
+/// `StatusSummary::compile`, whose errors name the field, here turned into its line.
+fn status_summary(spec: &Spec<StatusSummaryDoc>, placements: &[Placement]) -> Result<StatusSummary> {
+    let doc = &spec.doc;
+    check_api_version(spec, &doc.api_version)?;
+    let name = &doc.metadata.name;
+    spec::validate_object_name("StatusSummary", name).map_err(|e| Error::at(spec.field(&NAME_PATH), e))?;
+    let placement = &doc.spec.placement;
+    if !placement.is_empty() && !placements.iter().any(|p| p.name == *placement) {
+        return Err(Error::at(
+            spec.field(&[Step::Key("spec"), Step::Key("placement")]),
+            format!("spec.placement: placement {placement:?} does not exist"),
+        ));
+    }
+    StatusSummary::compile(name, &doc.spec, spec.at.clone())
+        .map_err(|(path, message)| Error::at(spec.field(&path), message))
 }
 
 fn compile_tests<T>(

@@ -3,9 +3,11 @@
 
 mod names;
 mod selector;
+mod summary;
 
 pub use names::{validate_cluster_name, validate_object_name};
 pub use selector::{CompiledObjectTest, LabelSelector, Labels, ObjectFacts, ObjectTest, Operator, Requirement};
+pub use summary::{Aggregate, AggregateOp, DEFAULT_SUMMARY_LIMIT, NamedExpr, StatusSummaryDoc, StatusSummarySpec};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
