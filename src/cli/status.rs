@@ -249,7 +249,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             n(&p["stale"])
         );
         for h in healths {
-            print!(" {:>11}", n(&p["byHealth"][h]));
+            print!(" {:>11}", n(&p["health"][h]));
         }
         println!();
     }

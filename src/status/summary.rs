@@ -81,7 +81,6 @@
 
 mod cel;
 mod eval;
-mod fastyaml;
 mod placement;
 
 use serde::Serialize;
@@ -624,7 +623,7 @@ fn object_key(o: &ObjectStatus) -> (&str, &str, &str, &str) {
 /// not read as a status, goes through the general parser (`crate::yaml`), whose errors
 /// point at the line.
 pub fn parse_cluster_status(text: &str, path: &str) -> Result<ClusterStatus> {
-    if let Some(value) = fastyaml::read(text)
+    if let Some(value) = crate::yaml::fast::read(text)
         && let Ok(status) = serde_json::from_value::<ClusterStatus>(value)
     {
         return Ok(status);

@@ -3,6 +3,7 @@
 //! 1.2 reader reads the same way.
 
 pub mod emit;
+pub mod fast;
 pub mod parse;
 mod typed;
 

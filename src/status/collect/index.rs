@@ -72,6 +72,13 @@ impl IndexEntry {
 /// Parses the text of `.starmap/clusters/<cluster>.yaml`; `path` names it in errors
 /// (`path:line: ...`).
 pub fn parse_index(text: &str, path: &str) -> Result<ClusterIndex> {
+    // Written by render's emitter: the fast reader takes it; anything else gets the full
+    // parser and its file:line errors.
+    if let Some(value) = crate::yaml::fast::read(text)
+        && let Ok(index) = serde_json::from_value::<ClusterIndex>(value)
+    {
+        return Ok(index);
+    }
     let docs = parse_documents(text, path)?;
     match docs.as_slice() {
         [doc] => from_doc(doc, path),
