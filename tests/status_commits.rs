@@ -187,3 +187,64 @@ fn render_and_status_committing_concurrently_lose_nothing() {
         "the last render is in the tip"
     );
 }
+
+#[test]
+fn summarize_commits_summaries_once_and_show_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy_path = rendered_deploy(tmp.path());
+    let deploy = DeployRepo::open(deploy_path.to_str().unwrap(), "main", false, false).unwrap();
+    store::write_round(
+        &deploy,
+        Some(&[seen("store-0042", "2026-01-01T00:00:00Z", 2)]),
+        &no_summaries,
+        false,
+        false,
+    )
+    .unwrap();
+    let summarize = || {
+        let out = starmap()
+            .args(["status", "summarize", "--source"])
+            .arg(fixtures())
+            .arg("--deploy")
+            .arg(&deploy_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = summarize();
+    assert!(first.starts_with("committed "), "{first}");
+    let files = tree_files(&deploy_path, "main");
+    let storefront = &files["status/summaries/placements/storefront.yaml"];
+    assert!(storefront.contains("placement: storefront"), "{storefront}");
+    // store-0042 reported its storefront Deployment Healthy; the other stores have no file.
+    assert!(storefront.contains("Healthy: 1"), "{storefront}");
+    assert!(files.contains_key("status/summaries/storefront-by-region.yaml"));
+    let by_region = &files["status/summaries/storefront-by-region.yaml"];
+    assert!(by_region.contains("region: us-east"), "{by_region}");
+    // Offline and deterministic: the same status files give the same summaries, no commit.
+    let before = commit_count(&deploy_path, "main");
+    assert!(summarize().contains("no change"));
+    assert_eq!(commit_count(&deploy_path, "main"), before);
+
+    let out = starmap()
+        .args(["status", "show", "--deploy"])
+        .arg(&deploy_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PLACEMENT") && text.contains("storefront"), "{text}");
+    let out = starmap()
+        .args(["status", "show", "-o", "json", "--deploy"])
+        .arg(&deploy_path)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let placements = json["placements"].as_array().unwrap();
+    assert!(
+        placements
+            .iter()
+            .any(|p| p["placement"] == "storefront" && p["health"]["Healthy"] == 1)
+    );
+}
