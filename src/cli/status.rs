@@ -11,7 +11,8 @@ use starmap::deploy::DeployRepo;
 use starmap::deploy::tree;
 use starmap::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
 use starmap::status::report::{ClusterStatus, ObjectStatus, PLACEMENT_SUMMARIES_DIR};
-use starmap::status::store::{self, DeployState, RoundOutcome, severity};
+use starmap::status::store::{self, DeployState, RoundOutcome};
+use starmap::status::summary::severity;
 use starmap::status::{Health, summary};
 use starmap::{Error, Model, Result};
 
@@ -104,12 +105,7 @@ fn summarizer(model: &Model) -> impl Fn(&DeployState<'_>, &[ClusterStatus]) -> R
 }
 
 fn worst(status: &ClusterStatus) -> Health {
-    status
-        .objects
-        .iter()
-        .map(|o| o.health)
-        .max_by_key(|h| severity(*h))
-        .unwrap_or(Health::Healthy)
+    status.worst_health()
 }
 
 fn print_round(
@@ -156,11 +152,8 @@ fn print_round(
             "{:<24} {:<12} {:<9} {:<8} {:>7}  NOTE",
             "CLUSTER", "HEALTH", "APPLIED", "CURRENT", "OBJECTS"
         );
-        for s in round
-            .statuses
-            .iter()
-            .filter(|s| outcomes.iter().any(|o| o.cluster() == s.cluster))
-        {
+        let collected: std::collections::HashSet<&str> = outcomes.iter().map(|o| o.cluster()).collect();
+        for s in round.statuses.iter().filter(|s| collected.contains(s.cluster.as_str())) {
             let note = match errors.get(s.cluster.as_str()) {
                 Some(e) => format!("stale (last seen {}): {e}", s.last_seen.as_deref().unwrap_or("never")),
                 None => String::new(),

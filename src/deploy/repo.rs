@@ -342,11 +342,15 @@ fn is_non_fast_forward(e: &git2::Error) -> bool {
         || e.message().contains("fetch first")
 }
 
-/// Bounded retries with exponential backoff for commit races and rejected pushes.
-pub const MAX_ATTEMPTS: u32 = 6;
+/// Bounded retries for commit races and rejected pushes: about 13 s of trying in all, long
+/// enough for a slow render to get between the commits of a busy status writer.
+pub const MAX_ATTEMPTS: u32 = 10;
 
+/// Exponential backoff from 200 ms, capped at 2 s, plus up to 100 ms that differ between
+/// processes, so two writers that collided do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64 << attempt.min(6))
+    let jitter = (u64::from(std::process::id()).wrapping_mul(7919) + u64::from(attempt) * 104_729) % 100;
+    Duration::from_millis((100u64 << attempt.min(5)).min(2000) + jitter)
 }
 
 fn is_missing_or_empty(path: &Path) -> bool {

@@ -108,6 +108,15 @@ impl ClusterStatus {
         strip(self) == strip(other)
     }
 
+    /// The worst health of its objects (Argo CD's order); Healthy with none.
+    pub fn worst_health(&self) -> Health {
+        self.objects
+            .iter()
+            .map(|o| o.health)
+            .max_by_key(|h| crate::status::summary::severity(*h))
+            .unwrap_or(Health::Healthy)
+    }
+
     /// Path of this cluster's file in the deploy repo.
     pub fn path(cluster: &str) -> String {
         format!("{CLUSTERS_DIR}/{cluster}.yaml")

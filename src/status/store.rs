@@ -387,13 +387,7 @@ fn round_message(statuses: &[ClusterStatus], changed: &[String]) -> String {
             stale += 1;
             continue;
         }
-        let worst = s
-            .objects
-            .iter()
-            .map(|o| o.health)
-            .max_by_key(|h| severity(*h))
-            .unwrap_or(Health::Healthy);
-        *by_health.entry(worst).or_default() += 1;
+        *by_health.entry(s.worst_health()).or_default() += 1;
     }
     let mut parts: Vec<String> = by_health.iter().map(|(h, n)| format!("{n} {h}")).collect();
     if stale > 0 {
@@ -404,16 +398,4 @@ fn round_message(statuses: &[ClusterStatus], changed: &[String]) -> String {
         message.push_str(&format!("\nChanged: {}\n", changed.join(", ")));
     }
     message
-}
-
-/// Argo CD's order of health, best first (an application's health is its worst resource's).
-pub fn severity(h: Health) -> u8 {
-    match h {
-        Health::Healthy => 0,
-        Health::Suspended => 1,
-        Health::Progressing => 2,
-        Health::Missing => 3,
-        Health::Degraded => 4,
-        Health::Unknown => 5,
-    }
 }
