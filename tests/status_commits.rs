@@ -159,10 +159,11 @@ fn render_and_status_committing_concurrently_lose_nothing() {
     });
     let deploy = DeployRepo::open(status_clone.to_str().unwrap(), "main", true, false).unwrap();
     for i in 0..ROUNDS {
-        // A collection round reads the clusters before it writes (tens of milliseconds at
-        // least); without that pause this loop would hold the branch nearly all the time and
-        // starve render's retries, which is not a race either side would see in practice.
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        // A collection round reads the clusters before it writes (at least 100 ms for even a
+        // small fleet; a minute between rounds in practice); without that pause this loop
+        // would hold the branch nearly all the time and starve render's retries, a race
+        // neither side sees in practice. Still far tighter than any real schedule.
+        std::thread::sleep(std::time::Duration::from_millis(100));
         let outcome = seen("store-0042", "2026-01-01T00:00:00Z", i as u64);
         let round = store::write_round(&deploy, Some(&[outcome]), &no_summaries, true, false).unwrap();
         assert!(
