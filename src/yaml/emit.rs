@@ -249,7 +249,7 @@ const SPECIAL_WORDS: [&str; 12] = [
 
 /// True when `s` can be written as a plain scalar and every reader reads it
 /// back as this same string.
-fn is_plain_safe(s: &str) -> bool {
+pub(crate) fn is_plain_safe(s: &str) -> bool {
     let b = s.as_bytes();
     let Some(&first) = b.first() else {
         return false;
@@ -308,7 +308,7 @@ fn is_quantity(b: &[u8]) -> bool {
 /// U+FFFE/U+FFFF. YAML 1.1 readers treat NEL, LS and PS as line breaks, and
 /// the others are invisible or not printable.
 #[inline]
-fn is_exotic(c: char) -> bool {
+pub(crate) fn is_exotic(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'
         | '\u{7f}'..='\u{9f}'

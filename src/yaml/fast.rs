@@ -44,19 +44,10 @@ pub fn read(text: &str) -> Option<Value> {
     (r.pos == r.lines.len()).then_some(value)
 }
 
-/// Characters the emitter never writes raw (`crate::yaml::emit::is_exotic`), but for line
-/// feed and tab.
+/// Characters the emitter never writes raw, but for line feed and tab (which only literal
+/// blocks hold raw, and the reader checks those itself).
 fn is_exotic(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{8}'
-        | '\u{b}'..='\u{1f}'
-        | '\u{7f}'..='\u{9f}'
-        | '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{206f}'
-        | '\u{feff}'
-        | '\u{fff9}'..='\u{fffb}'
-        | '\u{fffe}'..='\u{ffff}')
+    c != '\n' && c != '\t' && super::emit::is_exotic(c)
 }
 
 struct Reader<'a> {
@@ -321,53 +312,9 @@ fn double_quoted(s: &str) -> Option<(String, usize)> {
     None
 }
 
-/// The emitter's rule for plain strings (`crate::yaml::emit::is_plain_safe`): strings that
-/// every reader reads back as this same string.
-fn is_plain_safe(s: &str) -> bool {
-    const SPECIAL_WORDS: [&str; 12] = [
-        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf", "infinity",
-    ];
-    let b = s.as_bytes();
-    let Some(&first) = b.first() else {
-        return false;
-    };
-    let safe = |c: u8| c.is_ascii_alphanumeric() || b" -_./:+@=,~%()$;".contains(&c);
-    if first.is_ascii_alphabetic() || first == b'/' || first == b'_' {
-        let last = b[b.len() - 1];
-        if last == b' ' || last == b':' {
-            return false;
-        }
-        let mut prev = 0u8;
-        for &c in b {
-            if !safe(c) || (prev == b':' && c == b' ') {
-                return false;
-            }
-            prev = c;
-        }
-        !(b.len() <= 8 && SPECIAL_WORDS.iter().any(|w| w.eq_ignore_ascii_case(s)))
-    } else if first.is_ascii_digit() {
-        is_quantity(b)
-    } else {
-        false
-    }
-}
-
-/// `[0-9]+(\.[0-9]+)?[A-Za-z]+`, not `0` + letter (a radix prefix).
-fn is_quantity(b: &[u8]) -> bool {
-    let mut i = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    if i < b.len() && b[i] == b'.' {
-        let start = i + 1;
-        i = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if i == start {
-            return false;
-        }
-    } else if b[0] == b'0' && i == 1 {
-        return false;
-    }
-    let letters = i;
-    i += b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
-    i > letters && i == b.len()
-}
+// The emitter's rule for plain strings: strings that every reader reads back as this same
+// string (the same function, so the two cannot drift apart).
+use super::emit::is_plain_safe;
 
 #[cfg(test)]
 mod tests {
