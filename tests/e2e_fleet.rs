@@ -8,6 +8,8 @@
 //! `STARMAP_E2E_KUBECONFIG=$STARMAP_E2E_RUN/kubeconfig` (see docs/testing.md). Without it the
 //! test says it was skipped and passes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,18 +32,7 @@ struct Fleet {
 
 impl Fleet {
     fn from_env() -> Option<Fleet> {
-        let Some(kubeconfig) = std::env::var_os("STARMAP_E2E_KUBECONFIG").map(PathBuf::from) else {
-            assert!(
-                std::env::var_os("STARMAP_REQUIRE_FLEET").is_none(),
-                "STARMAP_REQUIRE_FLEET is set but STARMAP_E2E_KUBECONFIG is not"
-            );
-            eprintln!(
-                "skipped: no real fleet; set STARMAP_E2E_KUBECONFIG to the kubeconfig written by \
-                 `tests/e2e/up.sh 3 {}` (docs/testing.md)",
-                CLUSTERS.join(" ")
-            );
-            return None;
-        };
+        let kubeconfig = common::fleet_kubeconfig(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" ")))?;
         let run = kubeconfig.parent().expect("kubeconfig in the run dir").to_path_buf();
         let git_url = std::fs::read_to_string(run.join("git-url"))
             .expect("the harness writes git-url next to its kubeconfig")

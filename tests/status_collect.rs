@@ -16,6 +16,8 @@
 //! Kustomization and Argo CD Application CRDs from `../shared/data/crds` and write those
 //! objects' status themselves.
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -53,17 +55,7 @@ struct Fleet {
 
 impl Fleet {
     fn from_env() -> Option<Fleet> {
-        let Some(kubeconfig) = std::env::var_os("STARMAP_E2E_KUBECONFIG").map(PathBuf::from) else {
-            assert!(
-                std::env::var_os("STARMAP_REQUIRE_FLEET").is_none(),
-                "STARMAP_REQUIRE_FLEET is set but STARMAP_E2E_KUBECONFIG is not"
-            );
-            eprintln!(
-                "skipped: no real cluster; set STARMAP_E2E_KUBECONFIG to the kubeconfig that \
-                 tests/e2e/up.sh prints (e.g. STARMAP_E2E_NO_FLUX=1 tests/e2e/up.sh 2)"
-            );
-            return None;
-        };
+        let kubeconfig = common::fleet_kubeconfig("`STARMAP_E2E_NO_FLUX=1 tests/e2e/up.sh 2`")?;
         let text = std::fs::read_to_string(&kubeconfig).expect("STARMAP_E2E_KUBECONFIG is readable");
         let doc = starmap::yaml::parse_documents(&text, "kubeconfig")
             .unwrap()

@@ -104,10 +104,6 @@ fn summarizer(model: &Model) -> impl Fn(&DeployState<'_>, &[ClusterStatus]) -> R
     }
 }
 
-fn worst(status: &ClusterStatus) -> Health {
-    status.worst_health()
-}
-
 fn print_round(
     deploy: &DeployRepo,
     round: &RoundOutcome,
@@ -128,7 +124,7 @@ fn print_round(
                     "cluster": s.cluster,
                     "reachable": s.reachable,
                     "stale": s.stale,
-                    "health": worst(s),
+                    "health": s.worst_health(),
                     "appliedRevision": s.applied_revision,
                     "current": s.current,
                     "objects": s.objects.len(),
@@ -161,7 +157,11 @@ fn print_round(
             println!(
                 "{:<24} {:<12} {:<9} {:<8} {:>7}  {note}",
                 s.cluster,
-                if s.stale { "-".to_string() } else { worst(s).to_string() },
+                if s.stale {
+                    "-".to_string()
+                } else {
+                    s.worst_health().to_string()
+                },
                 s.applied_revision
                     .as_deref()
                     .map(|r| &r[..r.len().min(8)])
@@ -203,11 +203,17 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         }
     }
     let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
-    clusters.sort_by_key(|s| (std::cmp::Reverse(severity(worst(s))), !s.stale, s.cluster.clone()));
+    clusters.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(severity(s.worst_health())),
+            !s.stale,
+            s.cluster.clone(),
+        )
+    });
     if a.output == OutputFormat::Json {
         let worst_clusters: Vec<Value> = clusters
             .iter()
-            .filter(|s| s.stale || worst(s) != Health::Healthy)
+            .filter(|s| s.stale || s.worst_health() != Health::Healthy)
             .take(a.worst)
             .map(|s| cluster_line(s))
             .collect();
@@ -248,7 +254,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
     }
     let worst_clusters: Vec<&&ClusterStatus> = clusters
         .iter()
-        .filter(|s| s.stale || worst(s) != Health::Healthy)
+        .filter(|s| s.stale || s.worst_health() != Health::Healthy)
         .take(a.worst)
         .collect();
     if worst_clusters.is_empty() {
@@ -290,7 +296,7 @@ fn cluster_line(s: &ClusterStatus) -> Value {
     };
     json!({
         "cluster": s.cluster,
-        "health": if s.stale { "Stale".to_string() } else { worst(s).to_string() },
+        "health": if s.stale { "Stale".to_string() } else { s.worst_health().to_string() },
         "current": s.current,
         "reason": reason,
     })

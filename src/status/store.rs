@@ -79,11 +79,6 @@ impl<'r> DeployState<'r> {
         })
     }
 
-    /// Every status file at the tip.
-    pub fn status_files(&self) -> Vec<ClusterStatus> {
-        self.statuses.values().map(|(s, _)| s.clone()).collect()
-    }
-
     /// A thread-safe reader of the rendered objects behind status entries, for the `obj`
     /// variable of summaries (read lazily: most summaries never ask).
     pub fn object_reader(&self) -> Result<ObjectReader> {

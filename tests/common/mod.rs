@@ -192,3 +192,20 @@ pub fn kustomize_build_ok(dir: &Path, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The kubeconfig of the real test fleet (`STARMAP_E2E_KUBECONFIG`, written by
+/// `tests/e2e/up.sh`). Without it: `None`, after saying the test was skipped and how to run
+/// it (`how`), unless `STARMAP_REQUIRE_FLEET` is set (CI), where a missing fleet fails.
+pub fn fleet_kubeconfig(how: &str) -> Option<PathBuf> {
+    let kubeconfig = std::env::var_os("STARMAP_E2E_KUBECONFIG").map(PathBuf::from);
+    if kubeconfig.is_none() {
+        assert!(
+            std::env::var_os("STARMAP_REQUIRE_FLEET").is_none(),
+            "STARMAP_REQUIRE_FLEET is set but STARMAP_E2E_KUBECONFIG is not"
+        );
+        eprintln!(
+            "skipped: no real fleet; set STARMAP_E2E_KUBECONFIG to the kubeconfig written by {how} (docs/testing.md)"
+        );
+    }
+    kubeconfig
+}

@@ -233,19 +233,7 @@ fn resource_status(entry: &IndexEntry, resources: &[&Value]) -> ObjectStatus {
             },
         },
     };
-    ObjectStatus {
-        api_version: entry.api_version.clone(),
-        kind: entry.kind.clone(),
-        namespace: entry.namespace.clone(),
-        name: entry.name.clone(),
-        placements: entry.placements.clone(),
-        health: health.health,
-        message: health.message,
-        applied: false,
-        generation: None,
-        observed_generation: None,
-        status: None,
-    }
+    entry.status(health)
 }
 
 #[cfg(test)]

@@ -69,6 +69,26 @@ impl IndexEntry {
     }
 }
 
+impl IndexEntry {
+    /// The status of this object with `health`; no generation or live `.status` yet, and not
+    /// `applied` (decided later, in git).
+    pub fn status(&self, health: crate::status::HealthStatus) -> crate::status::report::ObjectStatus {
+        crate::status::report::ObjectStatus {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            placements: self.placements.clone(),
+            health: health.health,
+            message: health.message,
+            applied: false,
+            generation: None,
+            observed_generation: None,
+            status: None,
+        }
+    }
+}
+
 /// Parses the text of `.starmap/clusters/<cluster>.yaml`; `path` names it in errors
 /// (`path:line: ...`).
 pub fn parse_index(text: &str, path: &str) -> Result<ClusterIndex> {

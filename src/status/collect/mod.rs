@@ -448,20 +448,13 @@ fn object_status(entry: &IndexEntry, live: Live) -> ObjectStatus {
             .and_then(Value::as_i64)
     };
     ObjectStatus {
-        api_version: entry.api_version.clone(),
-        kind: entry.kind.clone(),
-        namespace: entry.namespace.clone(),
-        name: entry.name.clone(),
-        placements: entry.placements.clone(),
-        health: health.health,
-        message: health.message,
-        applied: false,
         generation: int_at(&["metadata", "generation"]),
         observed_generation: int_at(&["status", "observedGeneration"]),
         status: object
             .and_then(|o| o.get("status"))
             .filter(|s| !s.is_null())
             .map(stable_status),
+        ..entry.status(health)
     }
 }
 

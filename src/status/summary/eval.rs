@@ -33,21 +33,8 @@ enum Class {
     Row,
 }
 
-const HEALTHS: [Health; 6] = [
-    Health::Healthy,
-    Health::Progressing,
-    Health::Degraded,
-    Health::Suspended,
-    Health::Missing,
-    Health::Unknown,
-];
-
-fn health_index(h: Health) -> usize {
-    HEALTHS.iter().position(|x| *x == h).unwrap_or(0)
-}
-
 fn tuple_index(h: Health, applied: bool, stale: bool, current: bool) -> usize {
-    health_index(h) * 8 + usize::from(applied) * 4 + usize::from(stale) * 2 + usize::from(current)
+    super::severity(h) * 8 + usize::from(applied) * 4 + usize::from(stale) * 2 + usize::from(current)
 }
 
 fn health_value(h: Health) -> Value {
@@ -349,8 +336,8 @@ fn push_expr<'a>(exprs: &mut Vec<Expr<'a>>, expr: &'a CelExpr, field: String) ->
 /// The outcome of an expression that reads only `health`, `applied`, `stale`, `current`,
 /// for every tuple of them (48 evaluations, whatever the size of the fleet).
 fn tuple_table(expr: &CelExpr) -> Vec<Outcome> {
-    let mut table = vec![Ok(Value::Null); HEALTHS.len() * 8];
-    for h in HEALTHS {
+    let mut table = vec![Ok(Value::Null); super::HEALTH_ORDER.len() * 8];
+    for h in super::HEALTH_ORDER {
         for applied in [false, true] {
             for stale in [false, true] {
                 for current in [false, true] {
@@ -586,7 +573,7 @@ impl Row<'_, '_> {
         match x.class {
             Class::Tuple => x.table[tuple_index(health, applied, self.cs.stale, self.cs.current)].clone(),
             Class::Cluster => {
-                let slot = health_index(health) * 2 + usize::from(applied);
+                let slot = super::severity(health) * 2 + usize::from(applied);
                 if let Some(done) = &self.memo[e][slot] {
                     return done.clone();
                 }
