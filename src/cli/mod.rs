@@ -10,13 +10,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, LogFormat, OutputFormat, SourceArgs};
-use starmap::deploy::{self, DeployRepo, WriteOptions};
+use starmap::deploy::{self, DeployRepo};
 use starmap::gitops::SyncObjects;
 use starmap::plan::{self, Plan};
 use starmap::render::{self, Renderer};
 use starmap::schema::SchemaSet;
-use starmap::source::{Inventory, SourceTree, load_model};
-use starmap::{Model, Result};
+use starmap::{Model, Result, pipeline};
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
@@ -54,31 +53,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
 
 /// Load and validate the source and inventory, then plan.
 fn load(args: &SourceArgs) -> Result<(Model, Plan)> {
-    let started = std::time::Instant::now();
-    let source = SourceTree::open(&args.source)?;
-    let inventory = match &args.inventory {
-        Some(spec) => {
-            let mut tree = SourceTree::open(spec)?;
-            // Files of an inventory directory or repo are named under it in messages (a
-            // single file already carries its own path).
-            if tree.path_prefix.is_empty() && !std::path::Path::new(spec).is_file() {
-                tree.path_prefix = format!("{}/", spec.trim_end_matches('/'));
-            }
-            Inventory::Extra(tree)
-        }
-        None => Inventory::SourceOnly,
-    };
-    let model = load_model(&source, &inventory)?;
-    let plan = plan::build(&model)?;
-    tracing::info!(
-        clusters = model.clusters.len(),
-        placements = model.placements.len(),
-        customizations = model.customizations.len(),
-        workloads = model.workloads.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "loaded source"
-    );
-    Ok((model, plan))
+    pipeline::load(&args.source, args.inventory.as_deref())
 }
 
 fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
@@ -86,39 +61,19 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
-    let env = render::environment();
-    let sync = SyncObjects::new(&model, Some(&a.deploy), &a.branch)?;
-    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
-    let fresh_path = !starmap::git::is_url(&a.deploy) && !std::path::Path::new(&a.deploy).exists();
-    if a.dry_run && fresh_path {
-        // Nothing to compare with and nothing to create: everything would be new.
-        let changes = deploy::plan(&model, &plan, &renderer, None, false)?;
-        let outcome = deploy::Outcome::not_written(&model, changes);
-        output::render_result(&model, &a.deploy, &a.branch, &outcome, true, a.output);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let deploy = DeployRepo::open(&a.deploy, &a.branch, a.push, !a.dry_run)?;
-    let options = WriteOptions {
+    let target = pipeline::RenderTarget {
+        deploy: a.deploy.clone(),
+        branch: a.branch.clone(),
         push: a.push,
         dry_run: a.dry_run,
         no_cache: a.no_cache,
-        keep_content: false,
     };
-    let started = std::time::Instant::now();
-    let outcome =
-        deploy::write(&model, &plan, &renderer, &deploy, &options).inspect_err(|_| deploy.discard_if_created())?;
-    tracing::info!(
-        rendered = outcome.rendered,
-        reused = outcome.reused,
-        objects_written = outcome.objects_written,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "render done"
-    );
-    output::render_result(&model, &deploy.display, &deploy.branch, &outcome, a.dry_run, a.output);
-    if deploy.remote && !a.push && outcome.commit.is_some() && a.output != OutputFormat::Json {
+    let done = pipeline::render(&model, &plan, &target)?;
+    output::render_result(&model, &done.display, &done.branch, &done.outcome, a.dry_run, a.output);
+    if done.remote && !a.push && done.outcome.commit.is_some() && a.output != OutputFormat::Json {
         println!(
             "note: committed in the local cache only; add --push to send it to {}",
-            deploy.display
+            done.display
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -9,81 +9,45 @@ use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs
 use super::{load, output};
 use starmap::deploy::DeployRepo;
 use starmap::deploy::tree;
-use starmap::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
-use starmap::status::report::{ClusterStatus, ObjectStatus, PLACEMENT_SUMMARIES_DIR};
+use starmap::status::collect::ClusterOutcome;
+use starmap::status::report::{ClusterStatus, PLACEMENT_SUMMARIES_DIR};
 use starmap::status::store::{self, DeployState, RoundOutcome};
 use starmap::status::summary::severity;
-use starmap::status::{Health, summary};
-use starmap::{Error, Model, Result};
+use starmap::status::Health;
+use starmap::{Error, Result, pipeline};
 
 pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
     let (model, _plan) = load(&a.source)?;
-    let deploy = open(&a.deploy, a.push)?;
-    deploy.fetch()?;
-    let tip = deploy.tip()?;
-    let state = DeployState::read(&deploy.repo, tip)?;
-    if state.indexes.is_empty() {
-        return Err(Error::msg(format!(
-            "{}: no clusters in .starmap/clusters/ on branch {}; render first",
-            deploy.display, deploy.branch
-        )));
-    }
-    for c in &a.clusters {
-        if !state.indexes.contains_key(c) {
-            return Err(Error::msg(format!("--cluster {c}: not in the deploy repo")));
-        }
-    }
-    let targets: Vec<Target> = state
-        .indexes
-        .iter()
-        .filter(|(name, _)| a.clusters.is_empty() || a.clusters.contains(name))
-        .map(|(name, index)| match model.clusters.iter().find(|c| &c.name == name) {
-            Some(cluster) => Target::for_cluster(cluster, index.objects.clone()),
-            None => Target::new(name.clone(), index.objects.clone()),
-        })
-        .collect();
-    let options = Options {
+    let target = pipeline::RenderTarget {
+        deploy: a.deploy.deploy.clone(),
+        branch: a.deploy.branch.clone(),
+        push: a.push,
+        dry_run: a.dry_run,
+        no_cache: false,
+    };
+    let settings = pipeline::CollectSettings {
         kubeconfig: a.kubeconfig.clone(),
-        concurrency: a.concurrency.max(1),
+        argocd_hub: a.argocd_hub.clone(),
+        clusters: a.clusters.clone(),
+        concurrency: a.concurrency,
         timeout: a.timeout,
         retries: a.retries,
-        flux: model
-            .config
-            .flux
-            .enabled
-            .then(|| FluxObject::from_settings(&model.config.flux)),
-        deploy_commit: tip.map(|t| t.commit.to_string()),
-        ..Options::default()
     };
-    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
-    let outcomes = runtime.block_on(async {
-        match &a.argocd_hub {
-            Some(hub) => collect::collect_argocd(&ArgoCdHub::from_config(hub, &model.config), &targets, &options).await,
-            None => collect::collect(targets, &options).await,
-        }
-    })?;
+    let done = pipeline::collect_status(&model, &target, &settings, runtime.handle())?;
     drop(runtime);
-    let unreachable = outcomes.iter().filter(|o| o.seen().is_none()).count();
-    tracing::info!(
-        clusters = outcomes.len(),
-        unreachable,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "collected"
-    );
-    let round = store::write_round(&deploy, Some(&outcomes), &summarizer(&model), a.push, a.dry_run)?;
-    print_round(&deploy, &round, &outcomes, a.dry_run, a.output);
+    print_round(&done.display, &done.branch, &done.round, &done.outcomes, a.dry_run, a.output);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn summarize_cmd(a: SummarizeArgs) -> Result<ExitCode> {
     let (model, _plan) = load(&a.source)?;
     let deploy = open(&a.deploy, a.push)?;
-    let round = store::write_round(&deploy, None, &summarizer(&model), a.push, a.dry_run)?;
-    print_round(&deploy, &round, &[], a.dry_run, a.output);
+    let round = store::write_round(&deploy, None, &pipeline::summarizer(&model), a.push, a.dry_run)?;
+    print_round(&deploy.display, &deploy.branch, &round, &[], a.dry_run, a.output);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,21 +55,9 @@ fn open(args: &DeployArgs, push: bool) -> Result<DeployRepo> {
     DeployRepo::open(&args.deploy, &args.branch, push, false)
 }
 
-/// The summaries of a round: the default one per placement and every StatusSummary.
-fn summarizer(model: &Model) -> impl Fn(&DeployState<'_>, &[ClusterStatus]) -> Result<Vec<(String, Value)>> + '_ {
-    move |state, statuses| {
-        let objects = state.object_reader()?;
-        let lookup = |cluster: &str, object: &ObjectStatus| objects.get(cluster, object);
-        let summaries = summary::summarize(&summary::Inputs::from_model(model), statuses, &lookup)?;
-        for w in &summaries.warnings {
-            tracing::warn!("{w}");
-        }
-        Ok(summaries.files())
-    }
-}
-
 fn print_round(
-    deploy: &DeployRepo,
+    display: &str,
+    branch: &str,
     round: &RoundOutcome,
     outcomes: &[ClusterOutcome],
     dry_run: bool,
@@ -133,8 +85,8 @@ fn print_round(
             })
             .collect();
         output::print_json(&json!({
-            "deploy": deploy.display,
-            "branch": deploy.branch,
+            "deploy": display,
+            "branch": branch,
             "commit": round.commit.map(|c| c.to_string()),
             "pushed": round.pushed,
             "dryRun": dry_run,
@@ -179,7 +131,7 @@ fn print_round(
         (Some(c), _) => println!(
             "committed {} to {} ({}){}",
             &c.to_string()[..12],
-            deploy.branch,
+            branch,
             round.message.lines().next().unwrap_or(""),
             if round.pushed { ", pushed" } else { "" }
         ),

@@ -55,6 +55,8 @@ pub struct Outcome {
     pub reused: usize,
     /// Objects newly stored.
     pub objects_written: usize,
+    /// Every placement with `spec.rollout` or `spec.suspend`, as this render left it.
+    pub rollouts: Vec<crate::rollout::Progress>,
 }
 
 impl Outcome {
@@ -68,6 +70,7 @@ impl Outcome {
             pushed: false,
             reused: 0,
             objects_written: 0,
+            rollouts: Vec::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn write(
             rendered: built.rendered,
             reused: built.reused,
             objects_written: 0,
+            rollouts: Vec::new(),
         };
         if outcome.changes.is_empty() || options.dry_run {
             return Ok(outcome);

@@ -1,0 +1,229 @@
+//! The whole jobs, as the CLI commands and the controller (`starmap run`) both run them:
+//! load the source, render into the deploy repo, collect status. The controller is this
+//! pipeline on a timer; it must not re-implement any of it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::deploy::{self, DeployRepo, Outcome, WriteOptions};
+use crate::gitops::SyncObjects;
+use crate::model::Model;
+use crate::plan::{self, Plan};
+use crate::render::{self, Renderer};
+use crate::source::{Inventory, SourceTree, load_model};
+use crate::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
+use crate::status::report::{ClusterStatus, ObjectStatus};
+use crate::status::store::{self, DeployState, RoundOutcome};
+use crate::status::summary;
+use crate::{Error, Result};
+
+/// Load and validate the source and inventory, then plan.
+pub fn load(source: &str, inventory: Option<&str>) -> Result<(Model, Plan)> {
+    let started = Instant::now();
+    let source = SourceTree::open(source)?;
+    let inventory = match inventory {
+        Some(spec) => {
+            let mut tree = SourceTree::open(spec)?;
+            // Files of an inventory directory or repo are named under it in messages (a
+            // single file already carries its own path).
+            if tree.path_prefix.is_empty() && !std::path::Path::new(spec).is_file() {
+                tree.path_prefix = format!("{}/", spec.trim_end_matches('/'));
+            }
+            Inventory::Extra(tree)
+        }
+        None => Inventory::SourceOnly,
+    };
+    let model = load_model(&source, &inventory)?;
+    let plan = plan::build(&model)?;
+    tracing::info!(
+        clusters = model.clusters.len(),
+        placements = model.placements.len(),
+        customizations = model.customizations.len(),
+        workloads = model.workloads.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded source"
+    );
+    Ok((model, plan))
+}
+
+/// Where and how a render writes.
+#[derive(Debug, Clone)]
+pub struct RenderTarget {
+    /// A local path (created with `git init` if missing) or a URL (cloned into a cache).
+    pub deploy: String,
+    pub branch: String,
+    pub push: bool,
+    pub dry_run: bool,
+    pub no_cache: bool,
+}
+
+/// What [`render`] did.
+pub struct Rendered {
+    pub outcome: Outcome,
+    /// The deploy repo as messages name it.
+    pub display: String,
+    pub branch: String,
+    /// The deploy repo is a URL (committed into a local cache, pushed only with `push`).
+    pub remote: bool,
+}
+
+/// Render `plan` into the deploy repo: one commit (or none), pushed if asked. A failed
+/// render leaves the deploy repo as it was (and removes a repo it had just created).
+pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rendered> {
+    let env = render::environment();
+    let sync = SyncObjects::new(model, Some(&target.deploy), &target.branch)?;
+    let renderer = Renderer::new(model, &env)?.with_sync(sync);
+    let fresh_path = !crate::git::is_url(&target.deploy) && !std::path::Path::new(&target.deploy).exists();
+    if target.dry_run && fresh_path {
+        // Nothing to compare with and nothing to create: everything would be new.
+        let changes = deploy::plan(model, plan, &renderer, None, false)?;
+        return Ok(Rendered {
+            outcome: Outcome::not_written(model, changes),
+            display: target.deploy.clone(),
+            branch: target.branch.clone(),
+            remote: false,
+        });
+    }
+    let repo = DeployRepo::open(&target.deploy, &target.branch, target.push, !target.dry_run)?;
+    let options = WriteOptions {
+        push: target.push,
+        dry_run: target.dry_run,
+        no_cache: target.no_cache,
+        keep_content: false,
+    };
+    let started = Instant::now();
+    let outcome = deploy::write(model, plan, &renderer, &repo, &options).inspect_err(|_| repo.discard_if_created())?;
+    tracing::info!(
+        rendered = outcome.rendered,
+        reused = outcome.reused,
+        objects_written = outcome.objects_written,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "render done"
+    );
+    Ok(Rendered {
+        outcome,
+        display: repo.display.clone(),
+        branch: repo.branch.clone(),
+        remote: repo.remote,
+    })
+}
+
+/// How status is read from the clusters.
+#[derive(Debug, Clone)]
+pub struct CollectSettings {
+    /// `None`: `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Read Argo CD Applications from this hub context instead of the clusters.
+    pub argocd_hub: Option<String>,
+    /// Only these clusters (empty: all).
+    pub clusters: Vec<String>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl Default for CollectSettings {
+    fn default() -> Self {
+        CollectSettings {
+            kubeconfig: None,
+            argocd_hub: None,
+            clusters: Vec::new(),
+            concurrency: 16,
+            timeout: Duration::from_secs(20),
+            retries: 2,
+        }
+    }
+}
+
+/// What a status round did.
+pub struct Collected {
+    pub round: RoundOutcome,
+    pub outcomes: Vec<ClusterOutcome>,
+    pub display: String,
+    pub branch: String,
+}
+
+/// One status round: read every cluster the deploy repo's tip places objects on, then
+/// commit the status files and summaries (none when only times changed). The reading is
+/// async and runs on `runtime`; the git work is blocking and runs on the calling thread.
+pub fn collect_status(
+    model: &Model,
+    deploy: &RenderTarget,
+    settings: &CollectSettings,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Collected> {
+    let repo = DeployRepo::open(&deploy.deploy, &deploy.branch, deploy.push, false)?;
+    repo.fetch()?;
+    let tip = repo.tip()?;
+    let state = DeployState::read(&repo.repo, tip)?;
+    if state.indexes.is_empty() {
+        return Err(Error::msg(format!(
+            "{}: no clusters in .starmap/clusters/ on branch {}; render first",
+            repo.display, repo.branch
+        )));
+    }
+    for c in &settings.clusters {
+        if !state.indexes.contains_key(c) {
+            return Err(Error::msg(format!("--cluster {c}: not in the deploy repo")));
+        }
+    }
+    let targets: Vec<Target> = state
+        .indexes
+        .iter()
+        .filter(|(name, _)| settings.clusters.is_empty() || settings.clusters.contains(name))
+        .map(|(name, index)| match model.clusters.iter().find(|c| &c.name == name) {
+            Some(cluster) => Target::for_cluster(cluster, index.objects.clone()),
+            None => Target::new(name.clone(), index.objects.clone()),
+        })
+        .collect();
+    drop(state);
+    let options = Options {
+        kubeconfig: settings.kubeconfig.clone(),
+        concurrency: settings.concurrency.max(1),
+        timeout: settings.timeout,
+        retries: settings.retries,
+        flux: model
+            .config
+            .flux
+            .enabled
+            .then(|| FluxObject::from_settings(&model.config.flux)),
+        deploy_commit: tip.map(|t| t.commit.to_string()),
+        ..Options::default()
+    };
+    let started = Instant::now();
+    let outcomes = runtime.block_on(async {
+        match &settings.argocd_hub {
+            Some(hub) => collect::collect_argocd(&ArgoCdHub::from_config(hub, &model.config), &targets, &options).await,
+            None => collect::collect(targets, &options).await,
+        }
+    })?;
+    let unreachable = outcomes.iter().filter(|o| o.seen().is_none()).count();
+    tracing::info!(
+        clusters = outcomes.len(),
+        unreachable,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "collected"
+    );
+    let round = store::write_round(&repo, Some(&outcomes), &summarizer(model), deploy.push, deploy.dry_run)?;
+    Ok(Collected {
+        round,
+        outcomes,
+        display: repo.display.clone(),
+        branch: repo.branch.clone(),
+    })
+}
+
+/// The summaries of a round: the default one per placement and every StatusSummary.
+pub fn summarizer(model: &Model) -> impl Fn(&DeployState<'_>, &[ClusterStatus]) -> Result<Vec<(String, Value)>> + '_ {
+    move |state, statuses| {
+        let objects = state.object_reader()?;
+        let lookup = |cluster: &str, object: &ObjectStatus| objects.get(cluster, object);
+        let summaries = summary::summarize(&summary::Inputs::from_model(model), statuses, &lookup)?;
+        for w in &summaries.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(summaries.files())
+    }
+}
