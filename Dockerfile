@@ -1,10 +1,16 @@
 # syntax=docker/dockerfile:1
 #
 # The starmap image: starmap, kustomize and helm, static binaries on distroless, as
-# ghcr.io/starmap-dev/starmap:<version>. Runs as the distroless "nonroot" user (65532).
+# ghcr.io/starmap-dev/starmap:<version>. Runs as the distroless "nonroot" user (65532). The
+# entrypoint is starmap itself, so the arguments are a starmap command: in a cluster, the
+# controller `run --config /etc/starmap/config.yaml` (install/starmap/deployment.yaml); in
+# CI, `plan` and `render` (docs/ci/, which copy the binary out of the image).
 #
 #   docker build -t ghcr.io/starmap-dev/starmap:0.1.0 .
 #   docker run --rm ghcr.io/starmap-dev/starmap:0.1.0 --help
+#   # the controller outside a cluster (its config.yaml with leaderElect: false):
+#   docker run --rm -p 8080:8080 -v "$PWD/config.yaml:/etc/starmap/config.yaml:ro" \
+#     -e GIT_USERNAME -e GIT_TOKEN ghcr.io/starmap-dev/starmap:0.1.0 run --config /etc/starmap/config.yaml
 #
 # NOT BUILT YET: it was written on a machine with no Docker engine, so no `docker build` has
 # run it. What was checked instead: both `go install` commands of stage 1, exactly as below,
@@ -84,5 +90,11 @@ COPY --from=build /starmap /usr/local/bin/starmap
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_DIR=/etc/ssl/certs
 USER 65532:65532
+# The controller's HTTP port (/healthz, /readyz, /metrics, /webhook) when its config says
+# `listen: 0.0.0.0:8080` (its own default, 127.0.0.1:8080, is not reachable from outside the
+# container). Documentation only; the other commands open no port.
+EXPOSE 8080
+# No shell in the image: a probe or a health check is an HTTP GET from outside (the kubelet's
+# httpGet), not a command run inside.
 ENTRYPOINT ["/usr/local/bin/starmap"]
 CMD ["--help"]

@@ -1,11 +1,18 @@
 //! The deployment files of this project, checked with real tools and real files:
 //!
-//! - every kustomize directory (`install/starmap`, `argocd/hub`, `argocd/starmap`, `flux/edge`,
-//!   `flux/starmap`) builds with the real `kubectl kustomize` (or `kustomize build`), and every
-//!   object it yields is valid against the strict Kubernetes JSON schemas, or, for Argo CD and
-//!   Flux kinds, against their CRDs' openAPIV3Schema made strict (`../shared/data`);
+//! - every kustomize directory (`install/starmap`, `install/edge-reader`, `argocd/hub`,
+//!   `argocd/starmap`, `flux/edge`, `flux/starmap`) builds with the real `kubectl kustomize` (or
+//!   `kustomize build`), and every object it yields, and every object shown in
+//!   `docs/deploy-controller.md`, is valid against the strict Kubernetes JSON schemas, or, for
+//!   Argo CD and Flux kinds, against their CRDs' openAPIV3Schema made strict (`../shared/data`);
+//! - `install/starmap` runs the controller `starmap run` as the contract says: one Deployment of
+//!   two replicas with leader election (POD_NAME/POD_NAMESPACE from the downward API, a Role on
+//!   its Lease only), a config file of known keys whose every path is mounted, probes and a
+//!   Service on its HTTP port, non-root with a read-only root and a writable cache;
+//!   `install/edge-reader` grants `get` and nothing more;
 //! - the patches that `argocd/starmap` and `flux/starmap` put on `install/starmap` apply, with
-//!   the real kustomize;
+//!   the real kustomize, both in place (as Argo CD and Flux apply them) and from an overlay, and
+//!   change only the repos (and argocdHub) of the config file and protect every Secret;
 //! - the CI examples in `docs/ci/` parse as YAML, and their plan and render scripts, run by the
 //!   real shell with a stand-in `starmap`, pass on exit 0 and 2 and fail on exit 1;
 //! - every `starmap <command>` written in the docs and CI examples uses flags that the real
@@ -23,8 +30,9 @@ use common::{root, shared_data, starmap};
 use serde_json::{Value, json};
 
 /// Every kustomize directory this project ships.
-const KUSTOMIZE_DIRS: [&str; 5] = [
+const KUSTOMIZE_DIRS: [&str; 6] = [
     "install/starmap",
+    "install/edge-reader",
     "argocd/hub",
     "argocd/starmap",
     "flux/edge",
@@ -129,8 +137,227 @@ fn every_kustomize_directory_builds_and_yields_named_objects() {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// install/starmap: the controller `starmap run`
+// ---------------------------------------------------------------------------------------
+
+/// The keys of `starmap run --config FILE` (the long flags in camelCase; any other key is an
+/// error there).
+const CONFIG_KEYS: [&str; 18] = [
+    "source",
+    "inventory",
+    "deploy",
+    "branch",
+    "push",
+    "interval",
+    "statusInterval",
+    "listen",
+    "kubeconfig",
+    "argocdHub",
+    "concurrency",
+    "timeout",
+    "retries",
+    "webhookSecretFile",
+    "leaderElect",
+    "leaseName",
+    "leaseNamespace",
+    "leaseDuration",
+];
+
+/// The config file's path in the container, as the command line gives it.
+const CONFIG_PATH: &str = "/etc/starmap/config.yaml";
+
+/// Where Kubernetes mounts a pod's ServiceAccount token.
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The controller of a build of install/starmap: its one Deployment, the pod spec and the
+/// one container.
+struct Controller<'a> {
+    objects: &'a [Value],
+    deployment: &'a Value,
+    pod: &'a Value,
+    container: &'a Value,
+}
+
+impl<'a> Controller<'a> {
+    fn of(objects: &'a [Value]) -> Controller<'a> {
+        let deployments: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Deployment").collect();
+        let [deployment] = deployments.as_slice() else {
+            panic!("one Deployment, got {}", deployments.len())
+        };
+        let pod = &deployment["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_array().expect("containers");
+        assert_eq!(containers.len(), 1, "one container");
+        Controller {
+            objects,
+            deployment,
+            pod,
+            container: &containers[0],
+        }
+    }
+
+    fn volume(&self, name: &str) -> &'a Value {
+        self.pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    }
+
+    /// The volume a file at `path` in the container comes from, and the file's key in that
+    /// volume's ConfigMap or Secret.
+    fn file_source(&self, path: &str) -> (&'a Value, String) {
+        for m in self.container["volumeMounts"].as_array().unwrap() {
+            let mount = m["mountPath"].as_str().unwrap();
+            let key = match m["subPath"].as_str() {
+                Some(sub) if mount == path => sub.to_string(),
+                Some(_) => continue,
+                None => match path.strip_prefix(&format!("{}/", mount.trim_end_matches('/'))) {
+                    Some(rest) => rest.to_string(),
+                    None => continue,
+                },
+            };
+            let volume = self.volume(m["name"].as_str().unwrap());
+            // `items` maps keys to other file names; none of ours does.
+            assert!(
+                volume["configMap"]["items"].is_null() && volume["secret"]["items"].is_null(),
+                "{volume}"
+            );
+            return (volume, key);
+        }
+        panic!("nothing is mounted at {path}")
+    }
+
+    /// The text of the file at `path`, from the ConfigMap or Secret mounted there.
+    fn file(&self, path: &str) -> String {
+        let (volume, key) = self.file_source(path);
+        let (kind, name) = if let Some(name) = volume["configMap"]["name"].as_str() {
+            ("ConfigMap", name)
+        } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+            ("Secret", name)
+        } else {
+            panic!("{path} is on {volume}, not a ConfigMap or Secret")
+        };
+        let o = find(self.objects, kind, name);
+        o["data"][&key]
+            .as_str()
+            .or_else(|| o["stringData"][&key].as_str())
+            .unwrap_or_else(|| panic!("{kind}/{name} has no key {key} (for {path})"))
+            .to_string()
+    }
+
+    /// The parsed config file, checked (see [`check_config`]).
+    fn config(&self) -> serde_json::Map<String, Value> {
+        check_config(&self.file(CONFIG_PATH), CONFIG_PATH)
+    }
+
+    /// The container port `port` (a number or a port name) stands for.
+    fn container_port(&self, port: &Value) -> u64 {
+        let ports = self.container["ports"].as_array().expect("container ports");
+        ports
+            .iter()
+            .find(|p| p["containerPort"] == *port || (port.is_string() && p["name"] == *port))
+            .unwrap_or_else(|| panic!("port {port} is not a port of the container: {ports:?}"))["containerPort"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn env(&self, name: &str) -> &'a Value {
+        self.container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no env {name}"))
+    }
+
+    /// The volume mounted at exactly `path`.
+    fn volume_at(&self, path: &str) -> &'a Value {
+        let m = self.container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("no volume at {path}"));
+        self.volume(m["name"].as_str().unwrap())
+    }
+}
+
+/// `30s`, `1m30s`, `500ms`, `0`, or whole seconds as a number: what the controller takes.
+fn is_duration(v: &Value) -> bool {
+    if v.is_u64() {
+        return true;
+    }
+    let Some(s) = v.as_str() else { return false };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h"].into_iter().find(|u| rest.starts_with(u));
+        let Some(unit) = unit else { return false };
+        rest = &rest[unit.len()..];
+    }
+    !s.is_empty()
+}
+
+/// The controller's config file: one YAML mapping, only keys of [`CONFIG_KEYS`], each of the
+/// type the controller reads.
+fn check_config(text: &str, name: &str) -> serde_json::Map<String, Value> {
+    let docs = documents(text, name);
+    let [doc] = docs.as_slice() else {
+        panic!("{name}: one document, got {}", docs.len())
+    };
+    let config = doc
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: not a mapping"))
+        .clone();
+    for (key, value) in &config {
+        assert!(CONFIG_KEYS.contains(&key.as_str()), "{name}: unknown key {key}");
+        let ok = match key.as_str() {
+            "push" | "leaderElect" => value.is_boolean(),
+            "concurrency" | "retries" => value.is_u64(),
+            "interval" | "statusInterval" | "timeout" | "leaseDuration" => is_duration(value),
+            _ => value.as_str().is_some_and(|s| !s.is_empty()),
+        };
+        assert!(ok, "{name}: {key}: {value} is not what the controller reads there");
+    }
+    config
+}
+
 #[test]
-fn install_starmap_runs_render_every_five_minutes_without_privileges() {
+fn the_duration_check_accepts_what_the_controller_takes() {
+    for ok in [
+        json!("30s"),
+        json!("1m30s"),
+        json!("500ms"),
+        json!("0"),
+        json!("2h"),
+        json!(15),
+        json!("30"),
+    ] {
+        assert!(is_duration(&ok), "{ok}");
+    }
+    for bad in [
+        json!(""),
+        json!("s"),
+        json!("1d"),
+        json!("1.5s"),
+        json!("-1s"),
+        json!(true),
+    ] {
+        assert!(!is_duration(&bad), "{bad}");
+    }
+}
+
+#[test]
+fn install_starmap_runs_the_controller_as_one_deployment_of_two_replicas() {
     let objects = build("install/starmap");
     for o in &objects {
         let kind = o["kind"].as_str().unwrap();
@@ -142,96 +369,533 @@ fn install_starmap_runs_render_every_five_minutes_without_privileges() {
                 identity(o)
             );
         }
+        assert!(
+            !["CronJob", "Job", "Pod", "StatefulSet", "DaemonSet"].contains(&kind),
+            "{} runs starmap besides the controller",
+            identity(o)
+        );
     }
     find(&objects, "Namespace", "starmap");
-    let sa = find(&objects, "ServiceAccount", "starmap");
-    assert_eq!(sa["automountServiceAccountToken"], false);
+    let c = Controller::of(&objects);
+    assert_eq!(c.deployment["metadata"]["name"], "starmap");
+    assert_eq!(c.deployment["spec"]["replicas"], 2);
+    // A standby is never Ready, so a rolling update would wait for it forever.
+    assert_eq!(c.deployment["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(c.pod["terminationGracePeriodSeconds"], 30);
+    assert_eq!(c.container["image"], IMAGE);
 
-    // Read-only: get/list/watch, nothing else, bound to that ServiceAccount only.
-    let role = find(&objects, "ClusterRole", "starmap-read-only");
-    for rule in role["rules"].as_array().unwrap() {
-        let verbs: BTreeSet<&str> = str_list(&rule["verbs"]).into_iter().collect();
-        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch"]), "rule {rule}");
+    // `starmap run --config ...`: the image's entrypoint is starmap, the args its command.
+    assert!(
+        c.container["command"].is_null(),
+        "command replaces the image's entrypoint"
+    );
+    assert!(read("Dockerfile").contains("ENTRYPOINT [\"/usr/local/bin/starmap\"]"));
+    assert_eq!(str_list(&c.container["args"]), ["run", "--config", CONFIG_PATH]);
+
+    // Git credentials from the Secret starmap-git, as environment variables.
+    let from: Vec<&Value> = c.container["envFrom"].as_array().unwrap().iter().collect();
+    assert!(
+        from.iter().any(|f| f["secretRef"]["name"] == "starmap-git"),
+        "envFrom: {from:?}"
+    );
+    let secret = find(&objects, "Secret", "starmap-git");
+    for key in ["GIT_USERNAME", "GIT_TOKEN"] {
+        assert!(secret["stringData"][key].is_string(), "{key} missing in {secret}");
     }
-    let binding = find(&objects, "ClusterRoleBinding", "starmap-read-only");
-    assert_eq!(binding["roleRef"]["name"], "starmap-read-only");
+    // No KUBECONFIG: the Lease is in this cluster, found the in-cluster way.
+    assert!(
+        !c.container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "KUBECONFIG"),
+        "KUBECONFIG would point the leader election elsewhere"
+    );
+    for key in [
+        "STARMAP_SOURCE",
+        "STARMAP_DEPLOY",
+        "STARMAP_INVENTORY",
+        "STARMAP_BRANCH",
+    ] {
+        assert!(
+            !c.container["env"].as_array().unwrap().iter().any(|e| e["name"] == key),
+            "{key}: the config file is the one place for the repos"
+        );
+    }
+}
+
+#[test]
+fn the_controller_config_file_is_yaml_with_known_keys_and_every_path_exists() {
+    let objects = build("install/starmap");
+    let c = Controller::of(&objects);
+    // The ConfigMap is generated from config.yaml with a hash suffix, and the pod mounts
+    // that very name: a changed config makes a new pod template.
+    let (volume, key) = c.file_source(CONFIG_PATH);
+    assert_eq!(key, "config.yaml");
+    let name = volume["configMap"]["name"].as_str().expect("a ConfigMap volume");
+    assert!(name.starts_with("starmap-config-"), "not a generated name: {name}");
+    let cm = find(&objects, "ConfigMap", name);
+    assert_eq!(
+        cm["data"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["config.yaml"]
+    );
+
+    let config = c.config();
+    // The base's file is install/starmap/config.yaml itself.
+    assert_eq!(
+        config,
+        check_config(&read("install/starmap/config.yaml"), "install/starmap/config.yaml")
+    );
+    for key in ["source", "deploy"] {
+        assert!(
+            config[key].as_str().is_some_and(|u| u.contains("://")),
+            "{key}: {}",
+            config[key]
+        );
+    }
+    assert_eq!(config["push"], true);
+    assert_eq!(config["leaderElect"], true);
+
+    // listen: every interface, on the port the probes and the Service use.
+    let listen = config["listen"].as_str().unwrap();
+    let (host, port) = listen.rsplit_once(':').expect("listen is host:port");
+    assert!(
+        ["0.0.0.0", "[::]"].contains(&host),
+        "listen {listen}: the kubelet and the Service reach the pod on its IP"
+    );
+    let port: u64 = port.parse().unwrap();
+    assert_eq!(c.container_port(&json!("http")), port);
+
+    // Every file the config names is mounted, from a Secret that has that key.
+    for (key, secret) in [
+        ("kubeconfig", "starmap-kubeconfig"),
+        ("webhookSecretFile", "starmap-webhook"),
+    ] {
+        let path = config[key].as_str().unwrap_or_else(|| panic!("{key} is not set"));
+        let (volume, _) = c.file_source(path);
+        assert_eq!(volume["secret"]["secretName"], secret, "{key}: {path}");
+        assert!(!c.file(path).is_empty(), "{key}: {path} is empty");
+        // Secret files are 0400 by default, root's: the group fsGroup gives must read them.
+        let mode = volume["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
+        assert!(mode & 0o040 != 0, "{secret}: mode {mode:o} is not group-readable");
+    }
+    assert!(c.pod["securityContext"]["fsGroup"].is_u64());
+}
+
+#[test]
+fn the_config_keys_are_flags_of_starmap_run() {
+    let out = starmap().args(["run", "--help"]).output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "skipped: this starmap has no `run` command yet, so the config keys cannot be compared with its flags"
+        );
+        return;
+    }
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut flags = vec!["--config".to_string()];
+    for key in CONFIG_KEYS {
+        let mut flag = String::from("--");
+        for ch in key.chars() {
+            if ch.is_ascii_uppercase() {
+                flag.push('-');
+                flag.push(ch.to_ascii_lowercase());
+            } else {
+                flag.push(ch);
+            }
+        }
+        flags.push(flag);
+    }
+    let missing: Vec<&String> = flags
+        .iter()
+        .filter(|f| {
+            ![" ", ",", "\n", "="]
+                .iter()
+                .any(|end| help.contains(&format!("{f}{end}")))
+        })
+        .collect();
+    assert!(missing.is_empty(), "`starmap run --help` lacks {missing:?}:\n{help}");
+}
+
+/// What the real `starmap run` says of `config` (the text of a config file): `None` when it
+/// accepted the file (it went on, to fail at leader election without a cluster here, or was
+/// still running after 20 s), else its error about the file. The file's paths and repos are
+/// pointed into a temporary directory first, so that nothing is fetched or bound outside it;
+/// every key stays, with a value of the same type.
+fn rejected_by_starmap_run(config: &serde_json::Map<String, Value>) -> Option<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("secret"), "s3cret\n").unwrap();
+    let mut config = config.clone();
+    let local = [
+        ("source", common::fixtures().display().to_string()),
+        ("deploy", dir.join("deploy").display().to_string()),
+        ("kubeconfig", dir.join("kubeconfig").display().to_string()),
+        ("webhookSecretFile", dir.join("secret").display().to_string()),
+        ("listen", "127.0.0.1:0".to_string()),
+    ];
+    for (key, value) in local {
+        if config.contains_key(key) {
+            config.insert(key.to_string(), json!(value));
+        }
+    }
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, Value::Object(config).to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starmap"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .current_dir(dir)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env_remove("STARMAP_SOURCE")
+        .env_remove("STARMAP_DEPLOY")
+        .env_remove("STARMAP_INVENTORY")
+        .env_remove("STARMAP_BRANCH")
+        .env_remove("STARMAP_KUBECONFIG")
+        .env_remove("STARMAP_WEBHOOK_SECRET")
+        .env("KUBECONFIG", dir.join("no-kubeconfig"))
+        .env("STARMAP_CACHE_DIR", dir.join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The controller's errors about its config file name the file (and the line).
+    stderr.contains(&format!("{}:", path.display())).then_some(stderr)
+}
+
+#[test]
+fn the_real_controller_accepts_each_config_file() {
+    if !starmap().args(["run", "--help"]).output().unwrap().status.success() {
+        eprintln!("skipped: this starmap has no `run` command yet");
+        return;
+    }
+    let argocd = build("argocd/starmap");
+    let flux = build("flux/starmap");
+    let configs = [
+        ("install/starmap", Controller::of(&build("install/starmap")).config()),
+        (
+            "argocd/starmap",
+            Controller::of(&install_starmap_patched(
+                &find(&argocd, "Application", "starmap-install")["spec"]["source"]["kustomize"]["patches"],
+            ))
+            .config(),
+        ),
+        (
+            "flux/starmap",
+            Controller::of(&install_starmap_patched(
+                &find(&flux, "Kustomization", "starmap-install")["spec"]["patches"],
+            ))
+            .config(),
+        ),
+    ];
+    for (what, config) in &configs {
+        if let Some(error) = rejected_by_starmap_run(config) {
+            panic!("starmap run rejects the config file of {what}:\n{error}");
+        }
+    }
+    // And the check sees a bad file.
+    let mut bad = configs[0].1.clone();
+    bad.insert("intervall".into(), json!("30s"));
+    let error = rejected_by_starmap_run(&bad).expect("an unknown key is rejected");
+    assert!(error.contains("intervall"), "{error}");
+    let mut bad = configs[0].1.clone();
+    bad.insert("leaseDuration".into(), json!("soon"));
+    assert!(rejected_by_starmap_run(&bad).is_some(), "a bad duration is rejected");
+}
+
+#[test]
+fn probes_and_the_service_reach_the_controllers_http_port() {
+    let objects = build("install/starmap");
+    let c = Controller::of(&objects);
+    let port = c.container_port(&json!("http"));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c.container[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(c.container_port(&get["port"]), port, "{probe}");
+        assert!(get["scheme"].is_null() || get["scheme"] == "HTTP", "{probe}");
+    }
+    assert!(c.container["startupProbe"].is_null());
+
+    // The Deployment selects its own pods, and the Service those pods, on the port.
+    let labels = c.deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    let selects = |selector: &Value| {
+        let selector = selector.as_object().expect("a selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    };
+    assert!(selects(&c.deployment["spec"]["selector"]["matchLabels"]));
+    let services: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Service").collect();
+    let [service] = services.as_slice() else {
+        panic!("one Service")
+    };
+    assert!(selects(&service["spec"]["selector"]), "{service}");
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["name"], "http");
+    assert_eq!(ports[0]["port"], 8080);
+    assert_eq!(c.container_port(&ports[0]["targetPort"]), port);
+    // Only Ready pods (the leader) behind it.
+    assert!(
+        service["spec"]["publishNotReadyAddresses"].is_null() || service["spec"]["publishNotReadyAddresses"] == false
+    );
+    // No PodDisruptionBudget: the standby is never Ready, so one would block every drain of
+    // the leader's node.
+    assert!(!objects.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+}
+
+#[test]
+fn leader_election_has_its_identity_and_a_role_on_its_lease_only() {
+    let objects = build("install/starmap");
+    let c = Controller::of(&objects);
+    let config = c.config();
+    // POD_NAME and POD_NAMESPACE from the downward API.
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
+        assert_eq!(
+            c.env(name)["valueFrom"]["fieldRef"]["fieldPath"],
+            field,
+            "{name}: {}",
+            c.env(name)
+        );
+    }
+    let lease_name = config.get("leaseName").and_then(Value::as_str).unwrap_or("starmap");
+    // Without leaseNamespace the Lease is in POD_NAMESPACE: the pod's, where the Role is.
+    let lease_namespace = config
+        .get("leaseNamespace")
+        .and_then(Value::as_str)
+        .unwrap_or("starmap");
+    assert_eq!(lease_namespace, c.deployment["metadata"]["namespace"]);
+
+    // The token is mounted: the controller talks to this cluster's API for the Lease.
+    assert_eq!(c.pod["automountServiceAccountToken"], true);
+    assert_eq!(c.pod["serviceAccountName"], "starmap");
+    find(&objects, "ServiceAccount", "starmap");
+
+    let roles: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Role").collect();
+    let [role] = roles.as_slice() else { panic!("one Role") };
+    assert_eq!(role["metadata"]["namespace"], lease_namespace);
+    let mut verbs = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert_eq!(rule["apiGroups"], json!(["coordination.k8s.io"]), "rule {rule}");
+        assert_eq!(rule["resources"], json!(["leases"]), "rule {rule}");
+        let rule_verbs = str_list(&rule["verbs"]);
+        for v in &rule_verbs {
+            // create cannot be limited by name; everything else is, to the one Lease.
+            if *v != "create" {
+                assert_eq!(rule["resourceNames"], json!([lease_name]), "{v} in rule {rule}");
+            }
+        }
+        verbs.extend(rule_verbs);
+    }
+    // What kube-lease-manager does (get, create, patch) and a client-go style lock (update);
+    // no list, watch, delete or "*".
+    assert_eq!(verbs, BTreeSet::from(["create", "get", "patch", "update"]));
+    let binding = find(&objects, "RoleBinding", role["metadata"]["name"].as_str().unwrap());
+    assert_eq!(binding["metadata"]["namespace"], lease_namespace);
+    assert_eq!(binding["roleRef"]["kind"], "Role");
     assert_eq!(
         binding["subjects"],
         json!([{"kind": "ServiceAccount", "name": "starmap", "namespace": "starmap"}])
     );
 
-    let config = find(&objects, "ConfigMap", "starmap-config");
-    for key in ["STARMAP_SOURCE", "STARMAP_DEPLOY"] {
-        assert!(
-            config["data"][key].as_str().is_some_and(|u| u.contains("://")),
-            "{key}: {config}"
+    // Cluster-wide, only reading Argo CD Applications (for argocdHub): no Lease, no write.
+    for o in objects.iter().filter(|o| o["kind"] == "ClusterRole") {
+        for rule in o["rules"].as_array().unwrap() {
+            assert_eq!(rule["apiGroups"], json!(["argoproj.io"]), "{}: {rule}", identity(o));
+            assert_eq!(rule["resources"], json!(["applications"]), "{}: {rule}", identity(o));
+            let verbs: BTreeSet<&str> = str_list(&rule["verbs"]).into_iter().collect();
+            assert!(
+                verbs.is_subset(&BTreeSet::from(["get", "list", "watch"])),
+                "{}: {rule}",
+                identity(o)
+            );
+        }
+    }
+    for o in objects.iter().filter(|o| o["kind"] == "ClusterRoleBinding") {
+        assert_eq!(o["roleRef"]["kind"], "ClusterRole");
+        find(&objects, "ClusterRole", o["roleRef"]["name"].as_str().unwrap());
+        assert_eq!(
+            o["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "starmap", "namespace": "starmap"}])
         );
     }
-    let secret = find(&objects, "Secret", "starmap-git");
-    for key in ["GIT_USERNAME", "GIT_TOKEN"] {
-        assert!(secret["stringData"][key].is_string(), "{key} missing in {secret}");
-    }
+}
 
-    let cron = find(&objects, "CronJob", "starmap-render");
-    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
-    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
-    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], "starmap");
-    assert_eq!(pod["automountServiceAccountToken"], false);
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    let containers = pod["containers"].as_array().unwrap();
-    assert_eq!(containers.len(), 1);
-    let c = &containers[0];
-    assert_eq!(c["image"], IMAGE);
-    assert_eq!(
-        str_list(&c["args"]),
-        [
-            "render",
-            "--source",
-            "$(STARMAP_SOURCE)",
-            "--deploy",
-            "$(STARMAP_DEPLOY)",
-            "--push"
-        ]
-    );
-    // $(VAR) in args expands only variables the container has: both come from the ConfigMap.
-    assert_eq!(c["envFrom"][0]["configMapRef"]["name"], "starmap-config");
-    assert_eq!(c["envFrom"][1]["secretRef"]["name"], "starmap-git");
-    assert!(
-        c["env"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"name": "STARMAP_CACHE_DIR", "value": "/cache"})),
-        "STARMAP_CACHE_DIR=/cache: {}",
-        c["env"]
-    );
-    let sc = &c["securityContext"];
+#[test]
+fn the_controller_runs_unprivileged_with_a_read_only_root_and_writable_cache() {
+    let objects = build("install/starmap");
+    let c = Controller::of(&objects);
+    let pod_sc = &c.pod["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true);
+    // The image's user.
+    let user = read("Dockerfile")
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER in the Dockerfile")
+        .split(':')
+        .next()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert_eq!(pod_sc["runAsUser"], user);
+    assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault");
+    let sc = &c.container["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sc["privileged"].is_null() || sc["privileged"] == false);
+
+    // The git cache and every directory helm writes to are on writable emptyDirs, and so is
+    // /tmp (kustomize and helm builds).
+    assert_eq!(c.env("STARMAP_CACHE_DIR")["value"], "/cache");
+    let writable: Vec<&str> = c.container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| c.volume(m["name"].as_str().unwrap())["emptyDir"].is_object())
+        .map(|m| {
+            assert!(m["readOnly"] != true, "{m}");
+            m["mountPath"].as_str().unwrap()
+        })
+        .collect();
+    for name in [
+        "STARMAP_CACHE_DIR",
+        "HELM_CACHE_HOME",
+        "HELM_CONFIG_HOME",
+        "HELM_DATA_HOME",
+    ] {
+        let path = c.env(name)["value"].as_str().unwrap();
+        assert!(
+            writable
+                .iter()
+                .any(|w| path == *w || path.starts_with(&format!("{w}/"))),
+            "{name}={path} is not on a writable volume ({writable:?})"
+        );
+    }
+    assert!(c.volume_at("/tmp")["emptyDir"].is_object());
+    assert!(c.volume_at("/cache")["emptyDir"]["sizeLimit"].is_string());
     for kind in ["requests", "limits"] {
         for resource in ["cpu", "memory"] {
             assert!(
-                c["resources"][kind][resource].is_string(),
+                c.container["resources"][kind][resource].is_string(),
                 "resources.{kind}.{resource} not set"
             );
         }
     }
-    // /cache is a writable emptyDir (the root file system is read-only).
-    let mount = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mountPath"] == "/cache")
-        .expect("a volume at /cache");
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .expect("the /cache volume");
-    assert!(volume["emptyDir"].is_object(), "/cache is not an emptyDir: {volume}");
 }
+
+#[test]
+fn the_placeholder_kubeconfig_reaches_this_cluster_with_the_pods_own_token() {
+    let objects = build("install/starmap");
+    let c = Controller::of(&objects);
+    let config = c.config();
+    let text = c.file(config["kubeconfig"].as_str().unwrap());
+    // Read by kube-rs itself, as status collection reads it.
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).expect("a kubeconfig kube-rs reads");
+    let hub = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == "hub")
+        .and_then(|c| c.context.clone())
+        .expect("a context `hub`");
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == hub.cluster)
+        .and_then(|c| c.cluster.clone())
+        .expect("the hub context's cluster");
+    assert_eq!(cluster.server.as_deref(), Some("https://kubernetes.default.svc"));
+    assert_eq!(
+        cluster.certificate_authority.as_deref(),
+        Some(format!("{SA_DIR}/ca.crt").as_str())
+    );
+    let user = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| Some(a.name.as_str()) == hub.user.as_deref())
+        .and_then(|a| a.auth_info.clone())
+        .expect("the hub context's user");
+    assert_eq!(user.token_file.as_deref(), Some(format!("{SA_DIR}/token").as_str()));
+    // Those files exist in the pod only with the token mounted.
+    assert_eq!(c.pod["automountServiceAccountToken"], true);
+}
+
+// ---------------------------------------------------------------------------------------
+// install/edge-reader
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn install_edge_reader_lets_one_service_account_get_and_nothing_more() {
+    let objects = build("install/edge-reader");
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap();
+        assert!(
+            [
+                "Namespace",
+                "ServiceAccount",
+                "Secret",
+                "ClusterRole",
+                "ClusterRoleBinding"
+            ]
+            .contains(&kind),
+            "{}",
+            identity(o)
+        );
+        assert!(o["kind"] != "Secret" || o["stringData"].is_null(), "a placeholder: {o}");
+    }
+    let role = find(&objects, "ClusterRole", "starmap-edge-reader");
+    let rules = role["rules"].as_array().unwrap();
+    for rule in rules {
+        assert_eq!(rule["verbs"], json!(["get"]), "read by name only: {rule}");
+        assert!(rule["nonResourceURLs"].is_null(), "{rule}");
+    }
+    let covers = |group: &str, resource: &str| {
+        rules.iter().any(|r| {
+            let groups = str_list(&r["apiGroups"]);
+            let resources = str_list(&r["resources"]);
+            (groups.contains(&"*") || groups.contains(&group))
+                && (resources.contains(&"*") || resources.contains(&resource))
+        })
+    };
+    // Anything the deploy repo places, and Flux's Kustomization `starmap` on its own.
+    assert!(covers("apps", "deployments") && covers("", "configmaps") && covers("example.com", "widgets"));
+    assert!(rules.iter().any(
+        |r| r["apiGroups"] == json!(["kustomize.toolkit.fluxcd.io"]) && r["resources"] == json!(["kustomizations"])
+    ));
+
+    let sa = find(&objects, "ServiceAccount", "starmap-reader");
+    let namespace = sa["metadata"]["namespace"].as_str().unwrap();
+    find(&objects, "Namespace", namespace);
+    let binding = find(&objects, "ClusterRoleBinding", "starmap-edge-reader");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "starmap-edge-reader"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "starmap-reader", "namespace": namespace}])
+    );
+    // The token Secret Kubernetes fills in for that ServiceAccount.
+    let token = find(&objects, "Secret", "starmap-reader-token");
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(token["metadata"]["namespace"], namespace);
+    assert_eq!(
+        token["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        "starmap-reader"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// argocd/starmap and flux/starmap deliver install/starmap
+// ---------------------------------------------------------------------------------------
 
 #[test]
 fn argocd_hub_follows_the_deploy_repos_argocd_directory() {
@@ -283,14 +947,33 @@ fn argocd_starmap_deploys_install_starmap_and_its_patches_apply() {
     assert_eq!(source["path"], "install/starmap");
     assert!(source["repoURL"].as_str().unwrap().contains("starmap-dev/starmap"));
     assert_eq!(app["spec"]["destination"]["namespace"], "starmap");
-    // The real token put into the Secret is never overwritten by the placeholder.
-    assert!(str_list(&app["spec"]["syncPolicy"]["syncOptions"]).contains(&"RespectIgnoreDifferences=true"));
-    assert_eq!(app["spec"]["ignoreDifferences"][0]["name"], "starmap-git");
 
-    let built = overlay_of_install_starmap(&source["kustomize"]["patches"]);
-    let config = find(&built, "ConfigMap", "starmap-config");
-    assert_eq!(config["data"]["STARMAP_SOURCE"], "https://patched.example/source.git");
-    assert_eq!(config["data"]["STARMAP_DEPLOY"], "https://patched.example/deploy.git");
+    let built = install_starmap_patched(&source["kustomize"]["patches"]);
+    let config = patched_config(&built);
+    // Status from the Argo CD Applications of the hub, through a context the kubeconfig has.
+    let hub = config["argocdHub"].as_str().expect("argocdHub");
+    let c = Controller::of(&built);
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&c.file(config["kubeconfig"].as_str().unwrap())).unwrap();
+    assert!(kubeconfig.contexts.iter().any(|k| k.name == hub), "no context {hub}");
+
+    // Every Secret keeps the data put into it: Argo CD creates it, then ignores its data.
+    assert!(str_list(&app["spec"]["syncPolicy"]["syncOptions"]).contains(&"RespectIgnoreDifferences=true"));
+    let ignored: BTreeSet<&str> = app["spec"]["ignoreDifferences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "Secret" && d["namespace"] == "starmap")
+        .map(|d| {
+            assert_eq!(d["jsonPointers"], json!(["/data", "/stringData"]), "{d}");
+            d["name"].as_str().unwrap()
+        })
+        .collect();
+    let secrets: BTreeSet<&str> = built
+        .iter()
+        .filter(|o| o["kind"] == "Secret")
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ignored, secrets);
 }
 
 #[test]
@@ -312,25 +995,65 @@ fn flux_starmap_applies_install_starmap_and_its_patches_apply() {
     for o in [repo, ks] {
         assert_eq!(o["metadata"]["namespace"], "flux-system");
     }
+    // The standby is never Ready, so waiting for the Deployment's health would fail.
+    assert_eq!(ks["spec"]["wait"], false);
 
-    let built = overlay_of_install_starmap(&ks["spec"]["patches"]);
-    let config = find(&built, "ConfigMap", "starmap-config");
-    assert_eq!(config["data"]["STARMAP_SOURCE"], "https://patched.example/source.git");
-    assert_eq!(config["data"]["STARMAP_DEPLOY"], "https://patched.example/deploy.git");
-    let secret = find(&built, "Secret", "starmap-git");
-    assert_eq!(
-        secret["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/ssa"],
-        "IfNotPresent"
+    let built = install_starmap_patched(&ks["spec"]["patches"]);
+    let config = patched_config(&built);
+    assert!(config.get("argocdHub").is_none(), "Flux: status from the clusters");
+    // Every Secret is applied only if it does not exist, and nothing else is.
+    for o in &built {
+        let annotation = &o["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/ssa"];
+        if o["kind"] == "Secret" {
+            assert_eq!(*annotation, "IfNotPresent", "{}", identity(o));
+            assert_eq!(o["metadata"]["namespace"], "starmap");
+        } else {
+            assert!(annotation.is_null(), "{}", identity(o));
+        }
+    }
+}
+
+/// The config file of a patched build of install/starmap: the patches set the URLs (which
+/// [`install_starmap_patched`] pointed at patched.example), replaced the ConfigMap (new
+/// hash, which the Deployment follows), and changed nothing else than the repos and
+/// argocdHub.
+fn patched_config(built: &[Value]) -> serde_json::Map<String, Value> {
+    let base = build("install/starmap");
+    let c = Controller::of(built);
+    let config = c.config();
+    assert_eq!(config["source"], "https://patched.example/source.git");
+    assert_eq!(config["deploy"], "https://patched.example/deploy.git");
+    let base_c = Controller::of(&base);
+    assert_ne!(
+        c.file_source(CONFIG_PATH).0["configMap"]["name"],
+        base_c.file_source(CONFIG_PATH).0["configMap"]["name"],
+        "the patched ConfigMap keeps the base's name: the pods would not restart"
     );
-    assert_eq!(secret["metadata"]["namespace"], "starmap");
+    let base_config = base_c.config();
+    let keys: BTreeSet<&String> = config.keys().chain(base_config.keys()).collect();
+    for key in keys {
+        if !["source", "deploy", "argocdHub"].contains(&key.as_str()) {
+            assert_eq!(
+                config.get(key),
+                base_config.get(key),
+                "{key}: the overlay's config.yaml differs from install/starmap/config.yaml"
+            );
+        }
+    }
+    // Nothing but the ConfigMap and the Secrets' annotations changed.
+    assert_eq!(built.len(), base.len());
+    config
 }
 
 /// Build `install/starmap` with `patches` (as Argo CD's `kustomize.patches` and Flux's
 /// `spec.patches` apply them: kustomize patches), after pointing the URLs they set somewhere
-/// recognizable, so that the result shows the patches did apply.
-fn overlay_of_install_starmap(patches: &Value) -> Vec<Value> {
+/// recognizable, so that the result shows the patches did apply. Built twice: with the
+/// patches added to install/starmap's own kustomization.yaml (what Argo CD and Flux do), and
+/// from an overlay using it as a base (what your own overlay does); both give the same.
+fn install_starmap_patched(patches: &Value) -> Vec<Value> {
     let tmp = tempfile::tempdir().unwrap();
-    common::copy_dir(&root().join("install/starmap"), &tmp.path().join("base"));
+    let base = tmp.path().join("base");
+    common::copy_dir(&root().join("install/starmap"), &base);
     let mut patches = patches.clone();
     for p in patches.as_array_mut().expect("patches is a list") {
         if let Some(text) = p["patch"].as_str() {
@@ -356,7 +1079,22 @@ fn overlay_of_install_starmap(patches: &Value) -> Vec<Value> {
     });
     // JSON is YAML: kustomize reads it as it is.
     std::fs::write(overlay.join("kustomization.yaml"), kustomization.to_string()).unwrap();
-    kustomize(&overlay)
+    let from_overlay = kustomize(&overlay);
+
+    let in_place = tmp.path().join("in-place");
+    common::copy_dir(&base, &in_place);
+    let file = in_place.join("kustomization.yaml");
+    let docs = documents(&std::fs::read_to_string(&file).unwrap(), "kustomization.yaml");
+    let [own] = docs.as_slice() else {
+        panic!("one kustomization")
+    };
+    let mut own = own.clone();
+    assert!(own["patches"].is_null(), "install/starmap has patches of its own");
+    own["patches"] = patches;
+    std::fs::write(&file, own.to_string()).unwrap();
+    let from_in_place = kustomize(&in_place);
+    assert_eq!(from_overlay, from_in_place, "an overlay and in-place patches differ");
+    from_overlay
 }
 
 #[test]
@@ -483,6 +1221,18 @@ fn strict(mut schema: Value) -> Value {
     schema
 }
 
+/// The Kubernetes objects in the ```yaml blocks of a markdown file (documents with a `kind`
+/// and `metadata.name`; a block of other YAML, a config file say, is skipped).
+fn objects_shown_in(doc: &str) -> Vec<Value> {
+    let text = read(doc);
+    text.split("```yaml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .flat_map(|block| documents(block, doc))
+        .filter(|o| o["kind"].is_string() && o["metadata"]["name"].is_string())
+        .collect()
+}
+
 #[test]
 fn every_object_is_valid_against_the_strict_schemas() {
     let schemas = Schemas::load();
@@ -495,6 +1245,16 @@ fn every_object_is_valid_against_the_strict_schemas() {
     for file in EXAMPLE_FILES {
         all.extend(documents(&read(file), file).into_iter().map(|o| (file.to_string(), o)));
     }
+    let examples = objects_shown_in("docs/deploy-controller.md");
+    assert!(
+        examples.iter().any(|o| o["kind"] == "Ingress"),
+        "docs/deploy-controller.md shows no Ingress"
+    );
+    all.extend(
+        examples
+            .into_iter()
+            .map(|o| ("docs/deploy-controller.md".to_string(), o)),
+    );
     for (place, o) in &all {
         for e in schemas.errors(o) {
             failures.push(format!("{place}: {}: {e}", identity(o)));
@@ -503,9 +1263,16 @@ fn every_object_is_valid_against_the_strict_schemas() {
     }
     assert!(failures.is_empty(), "invalid objects:\n{}", failures.join("\n"));
     for kind in [
-        "CronJob",
-        "ClusterRole",
+        "apps/v1 Deployment",
+        "v1 Service/",
+        "v1 ConfigMap",
+        "rbac.authorization.k8s.io/v1 Role/",
+        "rbac.authorization.k8s.io/v1 RoleBinding/",
+        "ClusterRole/",
+        "ClusterRoleBinding/",
+        "ServiceAccount",
         "Secret",
+        "networking.k8s.io/v1 Ingress",
         "argoproj.io/v1alpha1 Application",
         "GitRepository",
         "kustomize.toolkit.fluxcd.io/v1 Kustomization",
@@ -521,9 +1288,14 @@ fn every_object_is_valid_against_the_strict_schemas() {
 fn the_strict_schemas_reject_unknown_and_mistyped_fields() {
     let schemas = Schemas::load();
     let bad = [
-        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "x"},
-               "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid", "bogus": 1,
-                        "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "b"}]}}}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+               "spec": {"selector": {"matchLabels": {"a": "b"}}, "bogus": 1,
+                        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "a", "image": "b"}]}}}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+               "spec": {"selector": {"matchLabels": {"a": "b"}}, "replicas": "2",
+                        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "a", "image": "b"}]}}}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+               "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verb": ["get"]}]}),
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "y"},
                "spec": {"project": "default", "destination": {"server": "s"}, "source": {"repoURL": "u", "pathx": "p"}}}),
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "y", "labelz": {}},
@@ -775,9 +1547,10 @@ fn ci_examples_copy_starmap_from_where_the_image_has_it() {
 // Docs: commands and paths that exist
 // ---------------------------------------------------------------------------------------
 
-const DOC_FILES: [&str; 6] = [
+const DOC_FILES: [&str; 7] = [
     "docs/argocd.md",
     "docs/flux.md",
+    "docs/deploy-controller.md",
     "docs/ci/github-actions.yaml",
     "docs/ci/gitlab-ci.yml",
     "argocd/README.md",
@@ -868,6 +1641,7 @@ fn the_extraction_of_documented_flags_sees_what_it_should() {
 fn paths_of_this_project_named_in_the_docs_exist() {
     let prefixes = [
         "install/starmap",
+        "install/edge-reader",
         "argocd/hub",
         "argocd/starmap",
         "flux/edge",
@@ -876,7 +1650,10 @@ fn paths_of_this_project_named_in_the_docs_exist() {
     ];
     let mut missing = Vec::new();
     let mut seen = 0;
-    for file in DOC_FILES.iter().chain(&["install/starmap/kustomization.yaml"]) {
+    for file in DOC_FILES.iter().chain(&[
+        "install/starmap/kustomization.yaml",
+        "install/edge-reader/kustomization.yaml",
+    ]) {
         let text = read(file);
         for word in text.split(|c: char| c.is_whitespace() || "`()[],:|\"'".contains(c)) {
             let word = word.trim_end_matches('.');
