@@ -6,6 +6,7 @@
 //! why) → `render` (templates, patches, normalization, YAML) → `deploy` (git objects, one
 //! commit, push with retry).
 
+pub mod controller;
 pub mod deploy;
 pub mod error;
 pub mod git;

@@ -68,6 +68,14 @@ pub enum Command {
     /// Status of the fleet: collect it from the clusters, summarize it, show it.
     #[command(subcommand)]
     Status(StatusCommand),
+    /// The controller: render on every source change (polled, or at once on a webhook), collect
+    /// status on a timer, serve /metrics, /healthz, /readyz; exit 0 on SIGTERM.
+    #[command(after_help = "Examples:\n  \
+        starmap run --source ./fixtures --deploy /tmp/deploy --listen 127.0.0.1:8080\n  \
+        starmap run --source https://git.example.com/platform/fleet.git@main \\\n      \
+        --deploy https://git.example.com/platform/deploy.git --push --webhook-secret-file ./secret\n  \
+        starmap run --config /etc/starmap/run.yaml --leader-elect   # several replicas, one works")]
+    Run(super::run::RunArgs),
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,7 @@
 mod args;
 mod check;
 mod output;
+mod run;
 mod status;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Status(args::StatusCommand::Collect(a)) => status::collect_cmd(a),
         Command::Status(args::StatusCommand::Summarize(a)) => status::summarize_cmd(a),
         Command::Status(args::StatusCommand::Show(a)) => status::show_cmd(a),
+        Command::Run(a) => run::run_cmd(a),
     }
 }
 

@@ -1,0 +1,78 @@
+//! The HTTP face: `/metrics`, `/healthz`, `/readyz`, `/webhook` (axum).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::Shared;
+use super::webhook::{self, Verdict};
+
+/// GitHub sends push payloads of up to 25 MB.
+const MAX_WEBHOOK_BODY: usize = 25 << 20;
+
+pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: oneshot::Receiver<()>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/webhook", post(hook))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .with_state(shared);
+    let stopped = async {
+        let _ = stop.await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        tracing::error!("http server: {e}");
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let (text, content_type) = shared.metrics.encode();
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match shared.not_ready() {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    let verdict = webhook::judge(&headers, &body, shared.webhook_secret.as_deref());
+    let mut label = verdict.label();
+    let (code, text) = match verdict {
+        Verdict::Push if !shared.active() => {
+            label = "standby";
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "standby: this replica does not render".into(),
+            )
+        }
+        Verdict::Push => {
+            tracing::info!("webhook: push event, render round triggered");
+            shared.trigger.notify_one();
+            (StatusCode::ACCEPTED, "render round triggered".into())
+        }
+        Verdict::Ping => (StatusCode::OK, "pong".into()),
+        Verdict::Ignored(event) => (StatusCode::OK, format!("ignored: event {event:?} is not a push")),
+        Verdict::Unauthorized(why) => {
+            tracing::warn!("webhook: refused: {why}");
+            (StatusCode::UNAUTHORIZED, why.into())
+        }
+        Verdict::BadRequest(why) => (StatusCode::BAD_REQUEST, why.into()),
+    };
+    shared.metrics.webhook(label);
+    (code, format!("{text}\n"))
+}
