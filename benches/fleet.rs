@@ -220,6 +220,38 @@ fn main() {
         one.2
     );
 
+    // Rollout waves: ring 0 (a tenth of the fleet) first, then the rest. Adding the rollout
+    // is not a new revision; a new image is, and reaches ring 0 only; with the rollout in
+    // progress, a render with nothing new reads the (absent) status and makes no commit.
+    let placement = specs()
+        .into_iter()
+        .find(|(p, _)| p == "placements/all.yaml")
+        .map(|(p, text)| {
+            (
+                p,
+                format!("{text}  rollout:\n    waves:\n    - name: ring-0\n      clusterSelector: {{matchLabels: {{ring: \"0\"}}}}\n    - name: rest\n"),
+            )
+        })
+        .expect("the placement");
+    write_files(&source, &[placement]);
+    git(&source, &["commit", "-q", "-am", "rollout"]);
+    let gated = render("rollout added (no new revision)");
+    let bumped: Vec<(String, String)> = workloads(args.objects)
+        .into_iter()
+        .map(|(p, t)| (p, t.replace("podinfo:6.14.1", "podinfo:6.14.2")))
+        .collect();
+    write_files(&source, &bumped);
+    git(&source, &["commit", "-q", "-am", "new image"]);
+    let wave = render("new revision: wave ring-0 gets it");
+    let ring0 = args.clusters.div_ceil(10);
+    assert!(
+        wave.2.contains(&format!("{ring0} clusters changed")),
+        "only ring 0 must change: {}",
+        wave.2
+    );
+    let waiting = render("rollout in progress, nothing new (no commit)");
+    assert!(waiting.2.contains("no changes"), "{}", waiting.2);
+
     // Baseline: a kustomize overlay per cluster (the same objects, replicas and a label
     // patched per cluster), built one by one with `kubectl kustomize` as a script would.
     let base = tmp.path().join("kustomize");
@@ -284,6 +316,13 @@ fn main() {
     table += &row("full render + commit into an empty deploy repo", &full, total_objects);
     table += &row("again, nothing changed (no commit)", &noop, 0);
     table += &row("one cluster's property changed", &one, 0);
+    table += &row("a rollout added to the placement (state file only)", &gated, 0);
+    table += &row(
+        &format!("new revision, first wave ({ring0} clusters) gets it"),
+        &wave,
+        0,
+    );
+    table += &row("rollout in progress, nothing new (gate read, no commit)", &waiting, 0);
     let _ = writeln!(
         table,
         "| baseline: `kubectl kustomize` of one overlay per cluster, {} clusters | {:.2} s | – | {:.0} |",

@@ -104,6 +104,8 @@ fn placement() -> Placement {
             cluster_selectors: vec![LabelSelector::default()],
             clusters: vec![],
             workloads: vec![test.clone()],
+            rollout: None,
+            suspend: false,
         },
         workloads: vec![test.compile().expect("valid test")],
         location: Location::new("placements/fleet.yaml", 1),

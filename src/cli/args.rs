@@ -176,31 +176,7 @@ pub struct ShowArgs {
 
 /// `20s`, `1m`, `1m30s`, `500ms`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration (use e.g. 20s, 1m, 1m30s, 500ms)");
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
-    let mut total = std::time::Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        total += match unit {
-            "ms" => std::time::Duration::from_millis(n),
-            "s" => std::time::Duration::from_secs(n),
-            "m" => std::time::Duration::from_secs(n * 60),
-            "h" => std::time::Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-    }
-    if s.is_empty() {
-        return Err(bad());
-    }
-    Ok(total)
+    starmap::spec::parse_duration(s)
 }
 
 #[derive(Args)]
@@ -274,6 +250,11 @@ pub struct ExplainArgs {
     /// Only this object: KIND/NAME or KIND/NAMESPACE/NAME.
     #[arg(long)]
     pub object: Option<String>,
+    /// Deploy repo to read rollout progress from (which waves are open, why one waits).
+    #[arg(long, short = 'd', env = "STARMAP_DEPLOY")]
+    pub deploy: Option<String>,
+    #[arg(long, short = 'b', env = "STARMAP_BRANCH", default_value = "main")]
+    pub branch: String,
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }

@@ -109,7 +109,23 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
     let renderer = Renderer::new(&model, &env)?.explaining();
-    let explanation = plan::explain::explain(&model, &plan, &renderer, &a.cluster, a.object.as_deref())?;
+    let states = match &a.deploy {
+        Some(d) => {
+            let deploy = DeployRepo::open(d, &a.branch, false, false)?;
+            deploy.fetch()?;
+            let tip = deploy.tip()?;
+            Some(deploy::rollouts::read_states(&deploy.repo, tip.map(|t| t.tree)))
+        }
+        None => None,
+    };
+    let explanation = plan::explain::explain(
+        &model,
+        &plan,
+        &renderer,
+        &a.cluster,
+        a.object.as_deref(),
+        states.as_ref(),
+    )?;
     output::explain_result(&explanation, a.output);
     Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,7 @@ pub fn render_result(
             "clustersRendered": outcome.rendered,
             "clustersUnchanged": outcome.reused,
             "changes": outcome.changes,
+            "rollouts": outcome.rollouts,
         }));
         return;
     }
@@ -69,6 +70,16 @@ pub fn render_result(
         outcome.rendered,
         outcome.reused
     );
+    for r in &outcome.rollouts {
+        let mut line = format!(
+            "rollout {}: {}, {}/{} waves open",
+            r.placement, r.phase, r.open_waves, r.waves
+        );
+        if !r.message.is_empty() {
+            line = format!("{line}: {}", r.message);
+        }
+        println!("{line}");
+    }
     if outcome.changes.is_empty() {
         println!("no changes: {deploy} branch {branch} is up to date");
         return;
@@ -264,6 +275,15 @@ pub fn explain_result(e: &Explanation, format: OutputFormat) {
         println!("Not on this cluster:");
         for n in &e.not_placed {
             println!("  {}  ({})\n    {}", n.object, n.source, n.why);
+        }
+    }
+    if !e.rollouts.is_empty() {
+        println!("\nRollouts:");
+        for r in &e.rollouts {
+            println!(
+                "  {}: wave {} ({} of {}), chosen by {}\n    {}",
+                r.placement, r.wave, r.wave_number, r.waves, r.chosen_by, r.status
+            );
         }
     }
 }

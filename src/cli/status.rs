@@ -9,11 +9,11 @@ use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs
 use super::{load, output};
 use starmap::deploy::DeployRepo;
 use starmap::deploy::tree;
+use starmap::status::Health;
 use starmap::status::collect::ClusterOutcome;
 use starmap::status::report::{ClusterStatus, PLACEMENT_SUMMARIES_DIR};
 use starmap::status::store::{self, DeployState, RoundOutcome};
 use starmap::status::summary::severity;
-use starmap::status::Health;
 use starmap::{Error, Result, pipeline};
 
 pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
@@ -39,7 +39,14 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
         .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
     let done = pipeline::collect_status(&model, &target, &settings, runtime.handle())?;
     drop(runtime);
-    print_round(&done.display, &done.branch, &done.round, &done.outcomes, a.dry_run, a.output);
+    print_round(
+        &done.display,
+        &done.branch,
+        &done.round,
+        &done.outcomes,
+        a.dry_run,
+        a.output,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -154,6 +161,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             placements.push(doc.value);
         }
     }
+    let rollouts = starmap::deploy::rollouts::read_states(&deploy.repo, tip.map(|t| t.tree));
     let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
     clusters.sort_by_key(|s| {
         (
@@ -174,9 +182,11 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             "clusters": state.statuses.len(),
             "placements": placements,
             "worstClusters": worst_clusters,
+            "rollouts": rollouts.values().collect::<Vec<_>>(),
         }));
         return Ok(ExitCode::SUCCESS);
     }
+    print_rollouts(&rollouts);
     if state.statuses.is_empty() {
         println!(
             "no status in {} (branch {}): run `starmap status collect`",
@@ -252,4 +262,27 @@ fn cluster_line(s: &ClusterStatus) -> Value {
         "current": s.current,
         "reason": reason,
     })
+}
+
+/// The rollout of each gated placement, before the health table.
+fn print_rollouts(rollouts: &BTreeMap<String, starmap::rollout::State>) {
+    if rollouts.is_empty() {
+        return;
+    }
+    println!("{:<28} {:<12} {:>6}  MESSAGE", "ROLLOUT", "PHASE", "WAVES");
+    for r in rollouts.values() {
+        let open: Vec<&str> = r.waves.iter().filter(|w| w.open).map(|w| w.name.as_str()).collect();
+        println!(
+            "{:<28} {:<12} {:>6}  {}",
+            r.placement,
+            r.phase.to_string(),
+            format!("{}/{}", r.open_waves, r.waves.len()),
+            if r.message.is_empty() {
+                format!("open: {}", open.join(", "))
+            } else {
+                r.message.clone()
+            }
+        );
+    }
+    println!();
 }

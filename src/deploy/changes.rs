@@ -56,6 +56,9 @@ pub struct Changes {
     /// Only starmap's metadata (`.starmap/`) changed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub metadata_changed: bool,
+    /// Rollouts whose state changed: `<placement>: <phase>, <open>/<waves> waves open[: why]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<String>,
 }
 
 impl Changes {
@@ -65,6 +68,7 @@ impl Changes {
 
     pub fn clear(&mut self) {
         self.clusters.clear();
+        self.rollouts.clear();
         self.sync_changed = false;
         self.metadata_changed = false;
     }
@@ -180,8 +184,7 @@ pub fn compare(
     clusters.sort_by(|a, b| a.cluster.cmp(&b.cluster));
     Ok(Changes {
         clusters,
-        sync_changed: false,
-        metadata_changed: false,
+        ..Changes::default()
     })
 }
 
@@ -226,8 +229,7 @@ pub fn all_new(rendered: Vec<RenderedCluster>) -> Changes {
         .collect();
     Changes {
         clusters,
-        sync_changed: false,
-        metadata_changed: false,
+        ..Changes::default()
     }
 }
 
@@ -238,6 +240,8 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
     let n = changes.clusters.len();
     if n == 0 && changes.sync_changed {
         let _ = writeln!(m, "starmap: update the Argo CD and Flux objects");
+    } else if n == 0 && !changes.rollouts.is_empty() {
+        let _ = writeln!(m, "starmap: rollout {}", changes.rollouts[0]);
     } else if n == 0 {
         let _ = writeln!(m, "starmap: update render metadata");
     } else {
@@ -256,6 +260,12 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
         let names = changes.clusters_with(kind);
         if !names.is_empty() {
             let _ = writeln!(m, "{label}: {}", list(&names, 20));
+        }
+    }
+    if !changes.rollouts.is_empty() {
+        let _ = writeln!(m, "Rollouts:");
+        for r in &changes.rollouts {
+            let _ = writeln!(m, "  {r}");
         }
     }
     if changes.sync_changed && n > 0 {

@@ -18,11 +18,13 @@ use super::changes::{self, Changes};
 use super::objects::{Entry, MODE_BLOB, MODE_TREE, ObjectSet, hash_object, tree_bytes};
 use super::repo::Tip;
 use super::tree::{self, Change};
+use super::{hold, rollouts};
 use crate::error::{Error, Result};
 use crate::gitops::{ARGOCD_DIR, FLUX_DIR};
 use crate::model::Model;
 use crate::plan::Plan;
 use crate::render::{self, RenderedCluster, Renderer, output::KUSTOMIZATION_FILE};
+use crate::rollout::ROLLOUTS_DIR;
 use crate::yaml;
 
 pub const CLUSTERS_DIR: &str = "clusters";
@@ -39,6 +41,7 @@ pub struct Built {
     pub changes: Changes,
     pub rendered: usize,
     pub reused: usize,
+    pub rollouts: Vec<crate::rollout::Progress>,
 }
 
 /// `.starmap/digests.yaml`: for each cluster, what its files were rendered from.
@@ -54,6 +57,17 @@ struct ClusterDigest {
     objects: usize,
     #[serde(flatten)]
     slots: Slots,
+    /// Per gated placement (rollout or suspension) placing objects here: the digest of
+    /// what it renders now (`hold::placement_digest`), whether or not the cluster got it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    rollouts: BTreeMap<String, String>,
+    /// The gated placements whose files this cluster kept from the tip.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    held: Vec<String>,
+    /// Per gated placement: the digest of what was written (differs from `rollouts`
+    /// while held).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    written: BTreeMap<String, String>,
 }
 
 /// Git ids of a cluster's slots, as strings (the YAML form).
@@ -230,30 +244,75 @@ pub fn build(
         .map(|c| render::cluster_digest(&global, c))
         .collect();
 
-    let reusable = |i: usize| -> Option<&ClusterDigest> {
+    // Gated placements need, for each of their clusters, the digest of what they render
+    // now: from the digests file when the cluster's inputs did not change, else rendered.
+    let gated = rollouts::gated_placements(model);
+    let gated_here = |i: usize| -> Vec<&str> {
+        gated
+            .iter()
+            .filter(|g| g.destinations[i])
+            .map(|g| model.placements[g.placement].name.as_str())
+            .collect()
+    };
+    let known = |i: usize| -> Option<&ClusterDigest> {
+        let d = previous.clusters.get(&model.clusters[i].name)?;
+        let complete = gated_here(i).iter().all(|p| d.rollouts.contains_key(*p));
+        (!options.no_cache && d.inputs == inputs[i] && complete).then_some(d)
+    };
+    render_missing(plan, renderer, &inputs, memo, |i| known(i).is_none())?;
+    let fresh_digest = |i: usize, placement: &str| -> String {
+        match memo.get(&inputs[i]) {
+            Some(r) => hold::placement_digest(r, placement),
+            None => known(i)
+                .and_then(|d| d.rollouts.get(placement).cloned())
+                .unwrap_or_default(),
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let tip_digest = |i: usize, placement: &str| -> Option<String> {
         let name = &model.clusters[i].name;
         let d = previous.clusters.get(name)?;
-        (!options.no_cache && d.inputs == inputs[i] && d.slots == tip_slots.of(name)).then_some(d)
+        (d.slots == tip_slots.of(name)).then(|| d.written.get(placement).cloned())?
     };
-    let to_render: Vec<_> = plan
-        .clusters
-        .iter()
-        .filter(|p| reusable(p.cluster).is_none() && !memo.contains_key(&inputs[p.cluster]))
+    let decision = rollouts::decide(model, &gated, repo, tip, &fresh_digest, &tip_digest, now)?;
+    let rollout_digests: Vec<BTreeMap<String, String>> = (0..model.clusters.len())
+        .map(|i| {
+            gated_here(i)
+                .into_iter()
+                .map(|p| (p.to_string(), fresh_digest(i, p)))
+                .collect()
+        })
         .collect();
-    let fresh = renderer.render(&to_render)?;
-    for (p, r) in to_render.iter().zip(fresh) {
-        memo.insert(inputs[p.cluster].clone(), r);
-    }
+
+    let reusable = |i: usize| -> Option<&ClusterDigest> {
+        let d = known(i)?;
+        (d.held == decision.held[i] && d.slots == tip_slots.of(&model.clusters[i].name)).then_some(d)
+    };
+    render_missing(plan, renderer, &inputs, memo, |i| reusable(i).is_none())?;
     let needs: Vec<usize> = plan
         .clusters
         .iter()
         .map(|p| p.cluster)
         .filter(|&i| reusable(i).is_none())
         .collect();
-    let built: Vec<ClusterObjects> = needs
-        .par_iter()
-        .map(|&i| cluster_objects(model, &memo[&inputs[i]]))
-        .collect();
+    // Clusters holding placements back get those objects from the tip.
+    let composed: BTreeMap<usize, RenderedCluster> = needs
+        .iter()
+        .filter(|&&i| !decision.held[i].is_empty())
+        .map(|&i| {
+            let name = &model.clusters[i].name;
+            let (dir, index) = (tip_slots.trees.get(name).copied(), tip_slots.index.get(name).copied());
+            Ok((
+                i,
+                hold::compose(repo, dir, index, &memo[&inputs[i]], &decision.held[i])?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let final_of = |i: usize| -> &RenderedCluster { composed.get(&i).unwrap_or_else(|| &memo[&inputs[i]]) };
+    let built: Vec<ClusterObjects> = needs.par_iter().map(|&i| cluster_objects(model, final_of(i))).collect();
     let mut built: BTreeMap<usize, ClusterObjects> = needs.into_iter().zip(built).collect();
 
     let mut objects = ObjectSet::default();
@@ -266,12 +325,18 @@ pub fn build(
             Some(d) => d.clone(),
             None => {
                 let co = built.remove(&i).expect("every cluster not reused was built");
-                let rendered = &memo[&inputs[i]];
+                let rendered = final_of(i);
                 report_input.push((rendered, co.tree, co.files.clone()));
                 let digest = ClusterDigest {
                     inputs: inputs[i].clone(),
                     objects: rendered.objects.len(),
                     slots: co.slots(),
+                    written: rollout_digests[i]
+                        .keys()
+                        .map(|p| (p.clone(), hold::placement_digest(rendered, p)))
+                        .collect(),
+                    rollouts: rollout_digests[i].clone(),
+                    held: decision.held[i].clone(),
                 };
                 for (kind, data, oid) in co.objects {
                     objects.add_hashed(kind, data, oid);
@@ -311,6 +376,7 @@ pub fn build(
     let mut content = vec![
         owned(CLUSTERS_DIR, tree_of(&mut objects, entries.trees)),
         owned(INDEX_DIR, tree_of(&mut objects, entries.index)),
+        owned(ROLLOUTS_DIR, rollouts::states_tree(&mut objects, &decision.states)),
     ];
     if let Some(sync) = renderer.sync() {
         for dir in sync.owned_dirs() {
@@ -327,6 +393,7 @@ pub fn build(
     if content_root == base {
         report.clear();
     } else {
+        report.rollouts = decision.changed;
         report.sync_changed = content
             .iter()
             .filter(|c| c.path == FLUX_DIR || c.path == ARGOCD_DIR)
@@ -363,7 +430,28 @@ pub fn build(
         changes: report,
         rendered: rendered_count,
         reused,
+        rollouts: decision.states.iter().map(|s| s.progress()).collect(),
     })
+}
+
+/// Render, into `memo`, every planned cluster that `wanted` and that is not there yet.
+fn render_missing(
+    plan: &Plan,
+    renderer: &Renderer<'_>,
+    inputs: &[String],
+    memo: &mut BTreeMap<String, RenderedCluster>,
+    wanted: impl Fn(usize) -> bool,
+) -> Result<()> {
+    let to_render: Vec<_> = plan
+        .clusters
+        .iter()
+        .filter(|p| wanted(p.cluster) && !memo.contains_key(&inputs[p.cluster]))
+        .collect();
+    let fresh = renderer.render(&to_render)?;
+    for (p, r) in to_render.iter().zip(fresh) {
+        memo.insert(inputs[p.cluster].clone(), r);
+    }
+    Ok(())
 }
 
 /// Tree entries of every cluster's slots, gathered while walking the clusters.

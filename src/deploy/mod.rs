@@ -9,13 +9,16 @@
 //! .starmap/render.yaml                   source, source commit, starmap version, counts
 //! .starmap/digests.yaml                  per cluster: digest of its inputs, id of its tree
 //! .starmap/clusters/<cluster>.yaml       index: each object, its file, source, placements
+//! .starmap/rollouts/<placement>.yaml     where a placement's rollout stands (gated placements)
 //! README.md                              generated
 //! ```
 
 pub mod changes;
+mod hold;
 mod layout;
 pub mod objects;
 pub mod repo;
+pub mod rollouts;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -97,7 +100,7 @@ pub fn write(
             rendered: built.rendered,
             reused: built.reused,
             objects_written: 0,
-            rollouts: Vec::new(),
+            rollouts: built.rollouts,
         };
         if outcome.changes.is_empty() || options.dry_run {
             return Ok(outcome);

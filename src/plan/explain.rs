@@ -18,6 +18,23 @@ pub struct Explanation {
     pub labels: std::collections::BTreeMap<String, String>,
     pub placed: Vec<PlacedExplanation>,
     pub not_placed: Vec<NotPlacedExplanation>,
+    /// The waves this cluster is in, one per placement with a rollout or suspension.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<RolloutExplanation>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutExplanation {
+    pub placement: String,
+    pub wave: String,
+    /// 1-based position of the wave.
+    pub wave_number: usize,
+    pub waves: usize,
+    /// How the wave chose this cluster.
+    pub chosen_by: String,
+    /// Whether this cluster gets the placement's current revision, and if not, why.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +83,7 @@ pub fn explain(
     renderer: &Renderer<'_>,
     cluster: &str,
     object: Option<&str>,
+    rollout_states: Option<&std::collections::BTreeMap<String, crate::rollout::State>>,
 ) -> Result<Explanation> {
     let ci = model
         .clusters
@@ -198,5 +216,63 @@ pub fn explain(
         labels: c.labels.clone(),
         placed,
         not_placed,
+        rollouts: rollouts_of(model, ci, &selects_cluster, rollout_states),
     })
+}
+
+/// The wave of cluster `ci` in each gated placement that selects it, and where that wave is.
+fn rollouts_of(
+    model: &Model,
+    ci: usize,
+    selects_cluster: &[bool],
+    states: Option<&std::collections::BTreeMap<String, crate::rollout::State>>,
+) -> Vec<RolloutExplanation> {
+    use crate::rollout::{Phase, held_clusters, waves};
+    let c = &model.clusters[ci];
+    let mut out = Vec::new();
+    for (pi, p) in model.placements.iter().enumerate() {
+        if !p.spec.is_gated() || !selects_cluster[pi] {
+            continue;
+        }
+        let members: Vec<&crate::model::Cluster> = placement_clusters(model, pi)
+            .iter()
+            .zip(&model.clusters)
+            .filter(|(on, _)| **on)
+            .map(|(_, c)| c)
+            .collect();
+        let waves = waves::assign(p.spec.rollout.as_ref(), &members);
+        let Some((i, wave)) = waves.iter().enumerate().find(|(_, w)| w.clusters.contains(&c.name)) else {
+            continue;
+        };
+        let status = match states.map(|s| s.get(&p.name)) {
+            None => "give --deploy to see where the rollout stands".to_string(),
+            Some(None) => "no rollout recorded in the deploy repo yet: the next render starts one".to_string(),
+            Some(Some(state)) => {
+                let held = held_clusters(state, &waves).contains(&c.name.as_str());
+                match (state.phase, held) {
+                    (Phase::Suspended, _) => {
+                        format!("{}; this cluster keeps its files of the placement", state.message)
+                    }
+                    (Phase::Complete, _) => "rollout complete: this cluster has the current revision".to_string(),
+                    (_, false) => format!(
+                        "wave {} is open: this cluster gets the new revision ({})",
+                        wave.name, state.message
+                    ),
+                    (_, true) => format!(
+                        "waiting: wave {} is not open yet, the cluster keeps the previous revision; {}",
+                        wave.name, state.message
+                    ),
+                }
+            }
+        };
+        out.push(RolloutExplanation {
+            placement: p.name.clone(),
+            wave: wave.name.clone(),
+            wave_number: i + 1,
+            waves: waves.len(),
+            chosen_by: wave.chosen_by.clone(),
+            status,
+        });
+    }
+    out
 }

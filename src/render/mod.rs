@@ -45,6 +45,9 @@ pub struct RenderedObject {
     pub customizations: Vec<String>,
     /// What each customization did, when rendering for `explain`.
     pub changes: Vec<Change>,
+    /// Kept from the branch tip because a rollout holds it back (`deploy::hold`): the
+    /// source path its index entry named. `workload` is meaningless then.
+    pub held_from: Option<String>,
 }
 
 /// One thing a customization did to an object (for `explain`).
@@ -290,6 +293,7 @@ impl<'m> Renderer<'m> {
             api_version,
             id,
             workload: placed.workload,
+            held_from: None,
             placements: placed
                 .placed_by
                 .iter()
@@ -458,7 +462,12 @@ pub fn global_digest(model: &Model) -> Sha256 {
         h.update(&bytes);
     };
     for p in &model.placements {
-        feed(&json!([p.name, p.spec]));
+        // Rollout settings and suspension decide which revision a cluster gets, not what
+        // a revision is: changing them must not render every cluster again.
+        let mut spec = p.spec.clone();
+        spec.rollout = None;
+        spec.suspend = false;
+        feed(&json!([p.name, spec]));
     }
     for c in &model.customizations {
         feed(&json!([c.name, c.spec]));
@@ -502,7 +511,11 @@ pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
             entry.insert("name".into(), json!(o.id.name));
             // The path, not the line: moving an object within its file (adding a comment
             // above it) must not change the deploy repo.
-            entry.insert("source".into(), json!(model.workloads[o.workload].source.path));
+            let source = match &o.held_from {
+                Some(path) => path.as_str(),
+                None => model.workloads[o.workload].source.path.as_str(),
+            };
+            entry.insert("source".into(), json!(source));
             entry.insert("placements".into(), json!(o.placements));
             if !o.customizations.is_empty() {
                 entry.insert("customizations".into(), json!(o.customizations));

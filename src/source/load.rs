@@ -420,6 +420,29 @@ impl Parts {
                 ));
             }
             let workloads = compile_tests(&spec, &doc.spec.workloads, "workloads")?;
+            if let Some(rollout) = &doc.spec.rollout {
+                rollout.validate().map_err(|(field, e)| {
+                    Error::at(
+                        spec.field(&[Step::Key("spec"), Step::Key("rollout")]),
+                        format!("spec.rollout.{field}: {e}"),
+                    )
+                })?;
+                for (i, wave) in rollout.waves.iter().enumerate() {
+                    check_names(
+                        &|p| {
+                            let mut path = vec![
+                                Step::Key("spec"),
+                                Step::Key("rollout"),
+                                Step::Key("waves"),
+                                Step::Index(i),
+                            ];
+                            path.extend_from_slice(&p[1..]);
+                            spec.field(&path)
+                        },
+                        &wave.clusters,
+                    )?;
+                }
+            }
             placements.push((
                 Placement {
                     name,

@@ -2,10 +2,12 @@
 //! types with strict validation: unknown fields are errors everywhere, so typos are caught.
 
 mod names;
+mod rollout;
 mod selector;
 mod summary;
 
 pub use names::{validate_cluster_name, validate_object_name};
+pub use rollout::{REMAINING_WAVE, RolloutSpec, WaveSpec, parse_duration};
 pub use selector::{CompiledObjectTest, LabelSelector, Labels, ObjectFacts, ObjectTest, Operator, Requirement};
 pub use summary::{Aggregate, AggregateOp, DEFAULT_SUMMARY_LIMIT, NamedExpr, StatusSummaryDoc, StatusSummarySpec};
 
@@ -74,6 +76,19 @@ pub struct PlacementSpec {
     pub clusters: Vec<String>,
     /// ORed ObjectTests: an object is placed if any clause matches it.
     pub workloads: Vec<ObjectTest>,
+    /// Waves a new revision goes through, gated on status (docs/rollouts.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+    /// Freeze the placement: no cluster's files of it change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+impl PlacementSpec {
+    /// Whether its clusters' files are governed by a rollout (waves or suspension).
+    pub fn is_gated(&self) -> bool {
+        self.rollout.is_some() || self.suspend
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -678,6 +678,8 @@ mod tests {
                 cluster_selectors: vec![LabelSelector::default()],
                 clusters: vec![],
                 workloads: vec![test.clone()],
+                rollout: None,
+                suspend: false,
             },
             workloads: vec![test.compile().unwrap()],
             location: Location::new("placement.yaml", 1),

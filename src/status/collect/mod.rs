@@ -51,7 +51,7 @@ use serde_json::Value;
 
 pub use argocd::{ArgoCdHub, collect_argocd};
 pub use index::{ClusterIndex, IndexEntry, parse_index};
-pub use time::{now_rfc3339, rfc3339_utc};
+pub use time::{now_rfc3339, parse_rfc3339_utc, rfc3339_utc};
 
 use self::client::{Failure, Kinds, Reader, show_duration};
 use crate::error::{Error, Result};
@@ -462,12 +462,7 @@ fn object_status(entry: &IndexEntry, live: Live) -> ObjectStatus {
 fn kustomization_sync(flux: &FluxObject, live: Live) -> (Option<SyncStatus>, Option<String>) {
     let object = format!("{KUSTOMIZATION_KIND}/{}/{}", flux.namespace, flux.name);
     let (health, revision) = match &live {
-        Live::Found(v) => (
-            health_of_live(Some(v)),
-            v.pointer("/status/lastAppliedRevision")
-                .and_then(Value::as_str)
-                .and_then(revision_sha),
-        ),
+        Live::Found(v) => (health_of_live(Some(v)), applied_revision(v).and_then(revision_sha)),
         Live::Missing(m) if m.is_empty() => (HealthStatus::new(Health::Missing, "not found"), None),
         Live::Missing(m) => (
             HealthStatus::new(Health::Missing, format!("{m} (is Flux installed?)")),
@@ -481,6 +476,29 @@ fn kustomization_sync(flux: &FluxObject, live: Live) -> (Option<SyncStatus>, Opt
         message: health.message,
     };
     (Some(sync), revision)
+}
+
+/// The revision whose objects a Flux Kustomization put on the cluster. That is
+/// `lastAppliedRevision`, except when the newest reconciliation applied its objects and then
+/// failed its health checks (`wait: true`): Flux then keeps the older `lastAppliedRevision`,
+/// but the objects live are the newer revision's, unhealthy, and a rollout must see them as
+/// applied and failing, not as not applied yet.
+fn applied_revision(kustomization: &Value) -> Option<&str> {
+    let newest = kustomization.pointer("/status/history/0");
+    let health_failed = newest
+        .and_then(|h| h.get("lastReconciledStatus"))
+        .and_then(Value::as_str)
+        == Some("HealthCheckFailed");
+    if health_failed
+        && let Some(r) = newest
+            .and_then(|h| h.pointer("/metadata/revision"))
+            .and_then(Value::as_str)
+    {
+        return Some(r);
+    }
+    kustomization
+        .pointer("/status/lastAppliedRevision")
+        .and_then(Value::as_str)
 }
 
 /// The commit of a Flux or Argo CD revision: `main@sha1:<sha>` (Flux v2), `sha1:<sha>`,
@@ -497,6 +515,32 @@ pub fn revision_sha(revision: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_revision_that_failed_its_health_checks_is_applied() {
+        // As kustomize-controller v1.9 reports a revision whose Deployment never became ready.
+        let failed = json!({"status": {
+            "lastAppliedRevision": "main@sha1:aaa",
+            "lastAttemptedRevision": "main@sha1:bbb",
+            "history": [
+                {"digest": "sha256:2", "lastReconciledStatus": "HealthCheckFailed", "metadata": {"revision": "main@sha1:bbb"}},
+                {"digest": "sha256:1", "lastReconciledStatus": "ReconciliationSucceeded", "metadata": {"revision": "main@sha1:aaa"}},
+            ],
+        }});
+        assert_eq!(applied_revision(&failed), Some("main@sha1:bbb"));
+        let fine = json!({"status": {
+            "lastAppliedRevision": "main@sha1:aaa",
+            "history": [{"lastReconciledStatus": "ReconciliationSucceeded", "metadata": {"revision": "main@sha1:aaa"}}],
+        }});
+        assert_eq!(applied_revision(&fine), Some("main@sha1:aaa"));
+        // A build or apply failure applied nothing new.
+        let broken = json!({"status": {
+            "lastAppliedRevision": "main@sha1:aaa",
+            "history": [{"lastReconciledStatus": "BuildFailed", "metadata": {"revision": "main@sha1:ccc"}}],
+        }});
+        assert_eq!(applied_revision(&broken), Some("main@sha1:aaa"));
+        assert_eq!(applied_revision(&json!({"status": {}})), None);
+    }
 
     #[test]
     fn revisions() {

@@ -28,6 +28,34 @@ pub fn now_rfc3339() -> String {
     rfc3339_utc(SystemTime::now())
 }
 
+/// Seconds since 1970 of a timestamp written by [`rfc3339_utc`] (`YYYY-MM-DDTHH:MM:SSZ`);
+/// `None` for anything else.
+pub fn parse_rfc3339_utc(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, m as u32, d as u32) * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Days after 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400; // [0, 399]
+    let mp = i64::from((m + 9) % 12); // [0, 11], March first
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1; // [0, 365]
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
+    era * 146_097 + doe - 719_468
+}
+
 /// (year, month, day) of the proleptic Gregorian calendar, `days` after 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -85,5 +113,29 @@ mod tests {
             prev = (y, m, d);
         }
         assert_eq!(civil_from_days(146_097), (2370, 1, 1));
+    }
+
+    #[test]
+    fn parses_what_it_writes() {
+        for secs in [
+            0,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_799,
+            253_402_300_799,
+            -1,
+            -86_401,
+        ] {
+            assert_eq!(parse_rfc3339_utc(&at(secs)), Some(secs), "{}", at(secs));
+        }
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01 00:00:00Z",
+            "2026-12-01T00:00:00+01:00",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
     }
 }
