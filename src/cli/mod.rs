@@ -19,7 +19,19 @@ use starmap::schema::SchemaSet;
 use starmap::{Model, Result, pipeline};
 
 pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    // Bad flags exit 1 like any other bad input: exit code 2 means only "plan found
+    // changes" (contract section 4), while clap's own default for usage errors is 2.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(1));
+        }
+    };
     init_logging(cli.verbose, cli.log_format);
     match cli.command {
         Command::Render(a) => render_cmd(a),
