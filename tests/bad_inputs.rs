@@ -321,10 +321,10 @@ fn workload_without_metadata_name_is_skipped_with_a_warning_naming_file_and_line
 
 #[test]
 fn unknown_field_in_placement_spec_names_the_field_line() {
-    // `suspend: true` (line 13) is rejected until the rollout work.
+    // `suspnd: true` (line 13), a typo of `suspend`.
     let line = render_fails(&case("placement-unknown-field"));
     assert_prefix(&line, "error: placements/web.yaml:13: ");
-    assert_contains(&line, &["unknown field", "suspend"]);
+    assert_contains(&line, &["unknown field", "suspnd"]);
 }
 
 #[test]
