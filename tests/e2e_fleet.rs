@@ -10,7 +10,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::fleet::Fleet;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,49 +24,6 @@ const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
 const FLUX_NS: &str = "flux-system";
 const FLUX_NAME: &str = "starmap";
 const APPLY_TIMEOUT: Duration = Duration::from_secs(180);
-
-struct Fleet {
-    kubeconfig: PathBuf,
-    /// `http://127.0.0.1:<port>/git`, served from `git_root`.
-    git_url: String,
-    git_root: PathBuf,
-}
-
-impl Fleet {
-    fn from_env() -> Option<Fleet> {
-        let kubeconfig = common::fleet_kubeconfig(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" ")))?;
-        let run = kubeconfig.parent().expect("kubeconfig in the run dir").to_path_buf();
-        let git_url = std::fs::read_to_string(run.join("git-url"))
-            .expect("the harness writes git-url next to its kubeconfig")
-            .trim()
-            .to_string();
-        Some(Fleet {
-            kubeconfig,
-            git_url,
-            git_root: run.join("git"),
-        })
-    }
-
-    fn kubectl(&self, context: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--context", context])
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-
-    fn kubectl_json(&self, context: &str, args: &[&str]) -> Result<Value, String> {
-        let text = self.kubectl(context, args)?;
-        serde_json::from_str(&text).map_err(|e| format!("kubectl output is not JSON: {e}"))
-    }
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -245,7 +204,9 @@ fn assert_deployments_available(fleet: &Fleet) {
 
 #[test]
 fn flux_applies_what_starmap_renders_and_follows_changes() {
-    let Some(fleet) = Fleet::from_env() else { return };
+    let Some(fleet) = Fleet::from_env(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" "))) else {
+        return;
+    };
     let scratch = tempfile::tempdir().unwrap();
     let repo_name = format!("deploy-e2e-{}.git", std::process::id());
     let repo = fleet.git_root.join(&repo_name);

@@ -16,6 +16,8 @@
 
 mod common;
 
+use common::fleet::Fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,43 +32,6 @@ const POS_BACKEND: &str = "pos/deployment.apps_pos-backend.yaml";
 const DEADLINE: Duration = Duration::from_secs(240);
 /// Both tests re-point the same clusters' Flux at their own deploy repo: one at a time.
 static FLEET: Mutex<()> = Mutex::new(());
-
-struct Fleet {
-    kubeconfig: PathBuf,
-    git_url: String,
-    git_root: PathBuf,
-}
-
-impl Fleet {
-    fn from_env() -> Option<Fleet> {
-        let kubeconfig = common::fleet_kubeconfig(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" ")))?;
-        let run = kubeconfig.parent().expect("kubeconfig in the run dir").to_path_buf();
-        let git_url = std::fs::read_to_string(run.join("git-url"))
-            .expect("the harness writes git-url next to its kubeconfig")
-            .trim()
-            .to_string();
-        Some(Fleet {
-            kubeconfig,
-            git_url,
-            git_root: run.join("git"),
-        })
-    }
-
-    fn kubectl(&self, context: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--context", context])
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-}
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new("git")
@@ -274,7 +239,9 @@ fn wait_live(fleet: &Fleet, cluster: &str, release: &str) {
 
 #[test]
 fn waves_open_on_real_status_and_a_failing_canary_stops_the_rollout() {
-    let Some(fleet) = Fleet::from_env() else { return };
+    let Some(fleet) = Fleet::from_env(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" "))) else {
+        return;
+    };
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup(&fleet, "rollout");
     new_revision(&s, "1", "");
@@ -439,7 +406,9 @@ fn assert_complete_commit(repo: &Path) {
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_partial_commit_and_the_rollout_resumes() {
-    let Some(fleet) = Fleet::from_env() else { return };
+    let Some(fleet) = Fleet::from_env(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" "))) else {
+        return;
+    };
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup(&fleet, "sigkill");
     new_revision(&s, "1", "");

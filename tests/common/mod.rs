@@ -2,6 +2,8 @@
 //! temporary directories, and snapshots of a deploy repo to prove it did not change.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
