@@ -216,8 +216,18 @@ fn a_revision_goes_wave_by_wave_as_status_proves_each_one() {
     );
     assert!(deployment(&deploy, "store-0107").is_none());
 
-    // Every canary applied and Healthy: the early wave opens.
+    // Every canary applied and Healthy: the early wave opens (plan says so first).
     report_status(&deploy, &CANARY, &healthy);
+    let out = starmap()
+        .args(["plan", "--source"])
+        .arg(&src)
+        .arg("--deploy")
+        .arg(&deploy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("~ rollout storefront: Progressing, 2/3 waves open"), "{text}");
+    assert!(text.contains("~ cluster store-0107"), "{text}");
     render(&src, &deploy);
     assert_eq!(state(&deploy)["openWaves"], 2);
     for c in EARLY {

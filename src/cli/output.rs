@@ -116,6 +116,7 @@ pub fn plan_result(
                 "changed": !changes.is_empty(),
                 "objects": {"added": a, "changed": c, "removed": r},
                 "clusters": changes.clusters,
+                "rollouts": changes.rollouts,
                 "warnings": warnings,
             }));
         }
@@ -129,6 +130,9 @@ pub fn plan_result(
                 return;
             }
             println!("Plan: {}\n", summary(changes));
+            for r in &changes.rollouts {
+                println!("~ rollout {r}\n");
+            }
             if changes.sync_changed {
                 println!("~ the generated Argo CD and Flux objects (argocd/, flux/) change\n");
             }
