@@ -226,7 +226,10 @@ fn a_revision_goes_wave_by_wave_as_status_proves_each_one() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("~ rollout storefront: Progressing, 2/3 waves open"), "{text}");
+    assert!(
+        text.contains("~ rollout storefront: Progressing, 2/3 waves open"),
+        "{text}"
+    );
     assert!(text.contains("~ cluster store-0107"), "{text}");
     render(&src, &deploy);
     assert_eq!(state(&deploy)["openWaves"], 2);
