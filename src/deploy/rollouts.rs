@@ -123,6 +123,12 @@ pub fn decide(
         };
         let members: Vec<&crate::model::Cluster> = destinations.iter().map(|&i| &model.clusters[i]).collect();
         let waves: Vec<Wave> = rollout::waves::assign(placement.spec.rollout.as_ref(), &members);
+        for w in waves.iter().filter(|w| w.clusters.is_empty()) {
+            tracing::warn!(
+                "placement {name}: rollout wave {} chooses no cluster; it opens together with the wave before it",
+                w.name
+            );
+        }
         let prev = previous.get(name);
         // The gate reads status unless the rollout is suspended or already complete.
         let in_progress = !placement.spec.suspend
