@@ -395,6 +395,51 @@ fn a_bad_source_at_start_is_not_ready_and_says_why() {
     assert_eq!(deploy_commits(&s.deploy), 0);
 }
 
+/// A kubeconfig whose API server is a port nobody listens on.
+fn unreachable_hub(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("unreachable-kubeconfig");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: hub\n\
+             clusters:\n- name: hub\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\n\
+             users:\n- name: u\n  user:\n    token: t\n\
+             contexts:\n- name: hub\n  context:\n    cluster: hub\n    user: u\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_standby_that_cannot_reach_the_lease_api_is_not_ready_and_relays_nothing() {
+    let s = setup();
+    let kubeconfig = unreachable_hub(s.source.parent().unwrap());
+    let c = s.run(
+        &["--interval", "1h", "--leader-elect", "--lease-duration", "4s"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let ok = wait_for(Duration::from_secs(15), || {
+        c.get("/readyz")
+            .is_some_and(|(code, body)| code == 503 && body.starts_with("standby: cannot read the lease: "))
+    });
+    assert!(ok, "readyz: {:?}; logs:\n{}", c.get("/readyz"), c.logs());
+    assert_eq!(c.get("/healthz").map(|r| r.0), Some(200), "alive all the same");
+    let m = c.metrics();
+    assert_eq!(m.value("starmap_leader", &[]), Some(0.0));
+    // An authentic push cannot be relayed: 503, so the sender retries or the next poll renders.
+    let (code, body) = c.post("/webhook", &[("X-GitHub-Event", "push")], b"{}");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.starts_with("standby: cannot relay to the leader"), "{body}");
+    let m = c.metrics();
+    assert_eq!(
+        m.value("starmap_webhook_requests_total", &[("result", "relay_failed")]),
+        Some(1.0)
+    );
+    assert_eq!(deploy_commits(&s.deploy), 0, "a standby renders nothing");
+}
+
 #[test]
 fn a_status_round_that_commits_is_followed_by_a_render_round() {
     let s = setup();

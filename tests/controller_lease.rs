@@ -1,6 +1,7 @@
 //! `starmap run --leader-elect` on a real kube-apiserver: two replicas, one Lease; exactly
-//! one works, the other stands by and takes over when the leader is killed; SIGTERM releases
-//! the Lease.
+//! one works, the other stands by (Ready: it reads the Lease) and takes over when the leader
+//! is killed; SIGTERM releases the Lease; a push webhook sent to the standby is relayed through
+//! the Lease and the leader renders it.
 //!
 //! Needs the fleet of `tests/e2e/up.sh` (one cluster is enough; it only holds the Lease):
 //!
@@ -24,6 +25,8 @@ use controller_support::{
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use starmap::controller::relay::{RENDER_REQUESTED_AT, RENDER_REQUESTED_BY};
+use starmap::controller::webhook::github_signature;
 
 const LEASE_SECONDS: u64 = 4;
 
@@ -71,8 +74,11 @@ impl Hub {
 
     /// The Lease's holder (`None`: released or no such Lease).
     fn holder(&self, name: &str) -> Option<String> {
-        let lease = self.runtime.block_on(self.leases.get_opt(name)).unwrap()?;
-        lease.spec?.holder_identity
+        self.lease(name)?.spec?.holder_identity
+    }
+
+    fn lease(&self, name: &str) -> Option<Lease> {
+        self.runtime.block_on(self.leases.get_opt(name)).unwrap()
     }
 
     /// Another holder takes the Lease, as a replica would after this one's lease expired.
@@ -94,6 +100,17 @@ impl Hub {
 }
 
 fn start_replica(source: &str, deploy: &str, lease: &str, kubeconfig: &Path, port: u16) -> Controller {
+    start_replica_with(source, deploy, lease, kubeconfig, port, &[])
+}
+
+fn start_replica_with(
+    source: &str,
+    deploy: &str,
+    lease: &str,
+    kubeconfig: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Controller {
     let listen = format!("127.0.0.1:{port}");
     let duration = format!("{LEASE_SECONDS}s");
     start(
@@ -117,12 +134,38 @@ fn start_replica(source: &str, deploy: &str, lease: &str, kubeconfig: &Path, por
             &duration,
         ],
         port,
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        &[&[("KUBECONFIG", kubeconfig.to_str().unwrap())], env].concat(),
     )
 }
 
 fn ready(c: &Controller) -> Option<bool> {
     c.get("/readyz").map(|(code, _)| code == 200)
+}
+
+/// `starmap_leader` of a replica (`None`: no answer).
+fn leading(c: &Controller) -> Option<bool> {
+    let (code, text) = c.get("/metrics")?;
+    (code == 200).then(|| controller_support::Metrics::parse(&text).value("starmap_leader", &[]) == Some(1.0))
+}
+
+/// Wait until both replicas are Ready and exactly one leads; the leader's index.
+fn settled(replicas: &[Controller]) -> Option<usize> {
+    let mut leader = None;
+    let ok = wait_for(Duration::from_secs(30), || {
+        let leads: Vec<Option<bool>> = replicas.iter().map(leading).collect();
+        leader = leads.iter().position(|l| *l == Some(true));
+        leads.iter().filter(|l| **l == Some(true)).count() == 1 && replicas.iter().all(|c| ready(c) == Some(true))
+    });
+    if ok { leader } else { None }
+}
+
+/// Render rounds of a replica, whatever their result.
+fn render_rounds(c: &Controller) -> f64 {
+    let m = c.metrics();
+    ["committed", "unchanged", "error"]
+        .iter()
+        .map(|r| m.value("starmap_render_rounds_total", &[("result", r)]).unwrap())
+        .sum()
 }
 
 #[test]
@@ -141,21 +184,23 @@ fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
     let replica = |port: u16| start_replica(&source_spec, &deploy_path, &lease, &kubeconfig, port);
     let mut replicas = vec![replica(free_port()), replica(free_port())];
 
-    // Exactly one becomes ready; the other stays a standby.
-    let one_ready = wait_for(Duration::from_secs(30), || {
-        replicas.iter().filter(|c| ready(c) == Some(true)).count() == 1
-    });
-    let logs = || replicas.iter().map(|c| c.logs()).collect::<Vec<_>>().join("\n---\n");
-    assert!(one_ready, "no leader; logs:\n{}", logs());
-    // Let a second lease period pass: still one leader.
+    // Both become Ready (the leader after its first render, the standby once it read the
+    // Lease) and exactly one leads.
+    let logs = |replicas: &[Controller]| replicas.iter().map(|c| c.logs()).collect::<Vec<_>>().join("\n---\n");
+    let leader_at = settled(&replicas);
+    assert!(leader_at.is_some(), "not settled; logs:\n{}", logs(&replicas));
+    // Let a second lease period pass: still one leader, both Ready.
     std::thread::sleep(Duration::from_secs(LEASE_SECONDS + 1));
-    let states: Vec<Option<bool>> = replicas.iter().map(ready).collect();
-    assert_eq!(states.iter().filter(|r| **r == Some(true)).count(), 1, "{states:?}");
-    let leader_at = states.iter().position(|r| *r == Some(true)).unwrap();
-    let mut leader = replicas.remove(leader_at);
+    let leads: Vec<Option<bool>> = replicas.iter().map(leading).collect();
+    assert_eq!(leads.iter().filter(|l| **l == Some(true)).count(), 1, "{leads:?}");
+    assert_eq!(leads.iter().position(|l| *l == Some(true)), leader_at);
+    let mut leader = replicas.remove(leader_at.unwrap());
     let standby = replicas.remove(0);
+    let (code, why) = leader.get("/readyz").unwrap();
+    assert_eq!((code, why.trim()), (200, "ready"));
     let (code, why) = standby.get("/readyz").unwrap();
-    assert_eq!((code, why.trim()), (503, "standby: another replica holds the lease"));
+    assert_eq!(code, 200, "{why}");
+    assert!(why.starts_with("ready: standby, "), "{why}");
     assert_eq!(leader.metrics().value("starmap_leader", &[]), Some(1.0));
     assert_eq!(standby.metrics().value("starmap_leader", &[]), Some(0.0));
     let standby_rounds = standby
@@ -177,10 +222,12 @@ fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
     );
     leader.child.kill().unwrap();
     let killed = Instant::now();
-    let took_over = wait_for(Duration::from_secs(LEASE_SECONDS * 3), || ready(&standby) == Some(true));
+    let took_over = wait_for(Duration::from_secs(LEASE_SECONDS * 3), || {
+        leading(&standby) == Some(true) && ready(&standby) == Some(true)
+    });
     let took = killed.elapsed();
     assert!(took_over, "no takeover in {took:?}; logs:\n{}", standby.logs());
-    eprintln!("standby ready {took:?} after the leader was killed (lease {LEASE_SECONDS}s)");
+    eprintln!("standby leading and ready {took:?} after the leader was killed (lease {LEASE_SECONDS}s)");
     assert!(took <= Duration::from_secs(2 * LEASE_SECONDS + 2), "took {took:?}");
     assert_eq!(deploy_commits(&deploy), 2, "the new leader rendered the change");
     let rendered = deploy_file(
@@ -222,7 +269,11 @@ fn a_leader_that_loses_the_lease_stops_and_exits_1() {
         &kubeconfig,
         free_port(),
     );
-    c.wait_ready(Duration::from_secs(30));
+    // Ready alone is not enough: a standby is Ready too.
+    let leads = wait_for(Duration::from_secs(30), || {
+        leading(&c) == Some(true) && ready(&c) == Some(true)
+    });
+    assert!(leads, "not leading; logs:\n{}", c.logs());
     hub.steal(&lease);
     let stolen = Instant::now();
     let status = c.wait_exit(Duration::from_secs(3 * LEASE_SECONDS));
@@ -246,5 +297,185 @@ fn a_leader_that_loses_the_lease_stops_and_exits_1() {
         Some("thief"),
         "the loser does not release another's lease"
     );
+    hub.delete(&lease);
+}
+
+#[test]
+fn both_replicas_are_ready_and_a_webhook_to_the_standby_is_relayed_to_the_leader() {
+    let Some(fleet) = common::fleet_kubeconfig("`STARMAP_E2E_NO_FLUX=1 tests/e2e/up.sh 1`") else {
+        return;
+    };
+    const SECRET: &str = "relay-s3cret";
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = hub_kubeconfig(&fleet, tmp.path());
+    let hub = Hub::new(&kubeconfig);
+    let lease = format!("starmap-test-relay-{}", std::process::id());
+    hub.delete(&lease);
+    let source = source_repo(tmp.path());
+    let deploy = tmp.path().join("deploy");
+    let (source_spec, deploy_path) = (format!("{}@main", source.display()), deploy.display().to_string());
+    let secret = [("STARMAP_WEBHOOK_SECRET", SECRET)];
+    let replica = |port: u16| start_replica_with(&source_spec, &deploy_path, &lease, &kubeconfig, port, &secret);
+    let mut replicas = vec![replica(free_port()), replica(free_port())];
+    let leader_at = settled(&replicas);
+    let logs = |replicas: &[Controller]| replicas.iter().map(|c| c.logs()).collect::<Vec<_>>().join("\n---\n");
+    assert!(leader_at.is_some(), "not settled; logs:\n{}", logs(&replicas));
+    let leader = replicas.remove(leader_at.unwrap());
+    let standby = replicas.remove(0);
+    let (code, why) = standby.get("/readyz").unwrap();
+    assert_eq!(code, 200, "{why}");
+    assert_eq!(deploy_commits(&deploy), 1);
+    let before = hub.lease(&lease).expect("the Lease exists");
+    let before_spec = before.spec.clone().unwrap();
+    let rounds_before = render_rounds(&leader);
+
+    // A push signed with another secret: refused by the standby, nothing relayed.
+    commit_change(
+        &source,
+        "workloads/storefront/deployment.yaml",
+        "nginx:1.27.3",
+        "nginx:1.27.4",
+    );
+    let push = br#"{"ref":"refs/heads/main"}"#;
+    let wrong = github_signature(b"not-the-secret", push);
+    let (code, _) = standby.post(
+        "/webhook",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)],
+        push,
+    );
+    assert_eq!(code, 401);
+    let annotations = |l: &Lease| l.metadata.annotations.clone().unwrap_or_default();
+    assert!(
+        !annotations(&hub.lease(&lease).unwrap()).contains_key(RENDER_REQUESTED_AT),
+        "a refused webhook is not relayed"
+    );
+
+    // The same push, signed right, to the standby: 202 relayed; the leader renders it.
+    let sig = github_signature(SECRET.as_bytes(), push);
+    let sent = Instant::now();
+    let (code, body) = standby.post(
+        "/webhook",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        push,
+    );
+    assert_eq!(code, 202, "{body}; logs:\n{}", standby.logs());
+    assert!(body.contains("relayed to the leader"), "{body}");
+    let rendered = wait_for(Duration::from_secs(3 * LEASE_SECONDS), || deploy_commits(&deploy) == 2);
+    let latency = sent.elapsed();
+    assert!(
+        rendered,
+        "no render {latency:?} after a relayed webhook; logs:\n{}",
+        logs(&[leader, standby])
+    );
+    eprintln!("relayed webhook to deploy commit: {latency:?} (lease {LEASE_SECONDS}s)");
+    // Within one renewal period (the holder renews every LEASE_SECONDS / 2), not the 1h
+    // interval.
+    assert!(latency <= Duration::from_secs(LEASE_SECONDS), "took {latency:?}");
+    let file = deploy_file(
+        &deploy,
+        "clusters/store-0042/storefront/deployment.apps_storefront.yaml",
+    )
+    .unwrap();
+    assert!(file.contains("nginx:1.27.4"), "{file}");
+    assert!(
+        leader.logs().contains("webhook relayed by a standby through the lease"),
+        "{}",
+        leader.logs()
+    );
+
+    // The round is counted just after its commit.
+    assert!(
+        wait_for(Duration::from_secs(5), || render_rounds(&leader) > rounds_before),
+        "the leader's render rounds went up"
+    );
+    assert_eq!(
+        leader
+            .metrics()
+            .value("starmap_render_rounds_total", &[("result", "committed")]),
+        Some(2.0)
+    );
+    let standby_metrics = standby.metrics();
+    let webhook = |result| standby_metrics.value("starmap_webhook_requests_total", &[("result", result)]);
+    assert_eq!(webhook("relayed"), Some(1.0));
+    assert_eq!(webhook("unauthorized"), Some(1.0));
+    assert_eq!(webhook("accepted"), None, "the standby triggered nothing itself");
+    assert_eq!(
+        standby_metrics.value("starmap_render_rounds_total", &[("result", "committed")]),
+        Some(0.0),
+        "the standby rendered nothing"
+    );
+
+    // The relay wrote two annotations and nothing else: same holder, same acquire time and
+    // transitions; the holder goes on renewing.
+    let after = hub.lease(&lease).unwrap();
+    let after_annotations = annotations(&after);
+    assert!(
+        after_annotations.contains_key(RENDER_REQUESTED_AT),
+        "{after_annotations:?}"
+    );
+    assert!(
+        after_annotations[RENDER_REQUESTED_BY].ends_with(&format!("_{}", standby.child.id())),
+        "{after_annotations:?}"
+    );
+    let after_spec = after.spec.clone().unwrap();
+    assert_eq!(after_spec.holder_identity, before_spec.holder_identity);
+    assert!(
+        after_spec
+            .holder_identity
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("_{}", leader.child.id()))
+    );
+    assert_eq!(after_spec.acquire_time, before_spec.acquire_time);
+    assert_eq!(after_spec.lease_transitions, before_spec.lease_transitions);
+    assert_eq!(after_spec.lease_duration_seconds, before_spec.lease_duration_seconds);
+    std::thread::sleep(Duration::from_secs(LEASE_SECONDS));
+    let later = hub.lease(&lease).unwrap().spec.unwrap();
+    assert!(later.renew_time > after_spec.renew_time, "the holder still renews");
+    assert_eq!(later.holder_identity, before_spec.holder_identity);
+    assert_eq!(leading(&leader), Some(true));
+    assert_eq!(leading(&standby), Some(false));
+    assert_eq!(ready(&standby), Some(true));
+    // A second relayed push is picked up too (the value changes every time).
+    commit_change(
+        &source,
+        "workloads/storefront/deployment.yaml",
+        "nginx:1.27.4",
+        "nginx:1.27.5",
+    );
+    let (code, _) = standby.post(
+        "/webhook",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        push,
+    );
+    assert_eq!(code, 202);
+    let sent = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(3 * LEASE_SECONDS), || deploy_commits(&deploy) == 3),
+        "no render after the second relayed webhook; logs:\n{}",
+        leader.logs()
+    );
+    eprintln!("second relayed webhook to deploy commit: {:?}", sent.elapsed());
+
+    // SIGTERM to the leader, as a rolling update does: it releases the Lease, and the standby
+    // (which reads the Lease every second here) takes it at once, not at the old expiry.
+    let mut leader = leader;
+    leader.signal(libc::SIGTERM);
+    let stopped = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(3 * LEASE_SECONDS), || {
+            leading(&standby) == Some(true) && ready(&standby) == Some(true)
+        }),
+        "no takeover after SIGTERM; logs:\n{}",
+        standby.logs()
+    );
+    let took = stopped.elapsed();
+    eprintln!("standby leading and ready {took:?} after SIGTERM to the leader (lease {LEASE_SECONDS}s)");
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
+    assert_eq!(
+        leader.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()),
+        Some(0)
+    );
+    drop((leader, standby));
     hub.delete(&lease);
 }

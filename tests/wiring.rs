@@ -7,8 +7,9 @@
 //!   Argo CD and Flux kinds, against their CRDs' openAPIV3Schema made strict (`../shared/data`);
 //! - `install/starmap` runs the controller `starmap run` as the contract says: one Deployment of
 //!   two replicas with leader election (POD_NAME/POD_NAMESPACE from the downward API, a Role on
-//!   its Lease only), a config file of known keys whose every path is mounted, probes and a
-//!   Service on its HTTP port, non-root with a read-only root and a writable cache;
+//!   its Lease only), updated by a rolling update that keeps both pods Ready and guarded by a
+//!   PodDisruptionBudget of one, a config file of known keys whose every path is mounted, probes
+//!   and a Service on its HTTP port, non-root with a read-only root and a writable cache;
 //!   `install/edge-reader` grants `get` and nothing more;
 //! - the patches that `argocd/starmap` and `flux/starmap` put on `install/starmap` apply, with
 //!   the real kustomize, both in place (as Argo CD and Flux apply them) and from an overlay, and
@@ -379,8 +380,17 @@ fn install_starmap_runs_the_controller_as_one_deployment_of_two_replicas() {
     let c = Controller::of(&objects);
     assert_eq!(c.deployment["metadata"]["name"], "starmap");
     assert_eq!(c.deployment["spec"]["replicas"], 2);
-    // A standby is never Ready, so a rolling update would wait for it forever.
-    assert_eq!(c.deployment["spec"]["strategy"]["type"], "Recreate");
+    // Both replicas are Ready (the standby once it reads the Lease), so a rolling update
+    // finishes: one new pod at a time (a Ready standby) before an old one stops, so two pods
+    // stay Ready throughout and the old leader releases the Lease to a Ready standby.
+    assert_eq!(
+        c.deployment["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    );
+    assert!(
+        c.deployment["spec"]["minReadySeconds"].is_null(),
+        "a standby is Ready within seconds; no need to wait"
+    );
     assert_eq!(c.pod["terminationGracePeriodSeconds"], 30);
     assert_eq!(c.container["image"], IMAGE);
 
@@ -643,13 +653,30 @@ fn probes_and_the_service_reach_the_controllers_http_port() {
     assert_eq!(ports[0]["name"], "http");
     assert_eq!(ports[0]["port"], 8080);
     assert_eq!(c.container_port(&ports[0]["targetPort"]), port);
-    // Only Ready pods (the leader) behind it.
+    // Only Ready pods (the leader, and a standby that can relay to it) behind it.
     assert!(
         service["spec"]["publishNotReadyAddresses"].is_null() || service["spec"]["publishNotReadyAddresses"] == false
     );
-    // No PodDisruptionBudget: the standby is never Ready, so one would block every drain of
-    // the leader's node.
-    assert!(!objects.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+
+    // One PodDisruptionBudget over the same pods: a drain evicts one of the two Ready pods at
+    // a time (never the last one), and a pod that is not Ready at all.
+    let budgets: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "PodDisruptionBudget").collect();
+    let [budget] = budgets.as_slice() else {
+        panic!("one PodDisruptionBudget: {budgets:?}")
+    };
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert!(budget["spec"]["maxUnavailable"].is_null());
+    assert!(
+        budget["spec"]["minAvailable"].as_u64().unwrap() < c.deployment["spec"]["replicas"].as_u64().unwrap(),
+        "a budget of all replicas would block every drain"
+    );
+    assert_eq!(budget["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+    assert!(selects(&budget["spec"]["selector"]["matchLabels"]), "{budget}");
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"], c.deployment["spec"]["selector"]["matchLabels"],
+        "exactly the Deployment's pods"
+    );
 }
 
 #[test]
@@ -995,8 +1022,9 @@ fn flux_starmap_applies_install_starmap_and_its_patches_apply() {
     for o in [repo, ks] {
         assert_eq!(o["metadata"]["namespace"], "flux-system");
     }
-    // The standby is never Ready, so waiting for the Deployment's health would fail.
-    assert_eq!(ks["spec"]["wait"], false);
+    // Both replicas are Ready when the controller works: Flux waits for that.
+    assert_eq!(ks["spec"]["wait"], true);
+    assert!(ks["spec"]["timeout"].is_string(), "a timeout for the first render");
 
     let built = install_starmap_patched(&ks["spec"]["patches"]);
     let config = patched_config(&built);
@@ -1124,6 +1152,9 @@ struct Schemas {
     k8s: PathBuf,
     crds: BTreeMap<(String, String), Value>,
     object_meta: Value,
+    /// `_definitions.json` of the same schemas (already strict), for kinds without a file of
+    /// their own (PodDisruptionBudget).
+    definitions: Value,
 }
 
 impl Schemas {
@@ -1157,15 +1188,35 @@ impl Schemas {
         let configmap: Value = serde_json::from_str(&std::fs::read_to_string(k8s.join("configmap-v1.json")).unwrap())
             .expect("configmap-v1.json");
         let object_meta = configmap["properties"]["metadata"].clone();
-        Schemas { k8s, crds, object_meta }
+        let definitions: Value = serde_json::from_str(&std::fs::read_to_string(k8s.join("_definitions.json")).unwrap())
+            .expect("_definitions.json");
+        Schemas {
+            k8s,
+            crds,
+            object_meta,
+            definitions,
+        }
+    }
+
+    /// The schema of a built-in kind from `_definitions.json`: the definition whose
+    /// `x-kubernetes-group-version-kind` names it, with every definition to resolve its refs.
+    fn built_in(&self, group: &str, version: &str, kind: &str) -> Option<Value> {
+        let definitions = self.definitions["definitions"].as_object()?;
+        let name = definitions.iter().find_map(|(name, d)| {
+            let gvks = d["x-kubernetes-group-version-kind"].as_array()?;
+            gvks.iter()
+                .any(|g| g["group"] == group && g["version"] == version && g["kind"] == kind)
+                .then_some(name)
+        })?;
+        Some(json!({"$ref": format!("#/definitions/{name}"), "definitions": definitions}))
     }
 
     /// Errors of one object; panics when no schema knows its kind.
     fn errors(&self, o: &Value) -> Vec<String> {
         let api = o["apiVersion"].as_str().unwrap();
         let kind = o["kind"].as_str().unwrap();
-        let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
-        let group = group.split('.').next().unwrap();
+        let (full_group, version) = api.rsplit_once('/').unwrap_or(("", api));
+        let group = full_group.split('.').next().unwrap();
         let file = if group.is_empty() {
             format!("{}-{version}.json", kind.to_lowercase())
         } else {
@@ -1174,14 +1225,15 @@ impl Schemas {
         let mut errors = Vec::new();
         let schema = match std::fs::read_to_string(self.k8s.join(&file)) {
             Ok(text) => serde_json::from_str(&text).unwrap(),
-            Err(_) => {
-                let schema = self
-                    .crds
-                    .get(&(api.to_string(), kind.to_string()))
-                    .unwrap_or_else(|| panic!("no schema for {api} {kind}"));
-                errors.extend(validate(&self.object_meta, &o["metadata"], "metadata"));
-                schema.clone()
-            }
+            Err(_) => match self.crds.get(&(api.to_string(), kind.to_string())) {
+                Some(schema) => {
+                    errors.extend(validate(&self.object_meta, &o["metadata"], "metadata"));
+                    schema.clone()
+                }
+                None => self
+                    .built_in(full_group, version, kind)
+                    .unwrap_or_else(|| panic!("no schema for {api} {kind}")),
+            },
         };
         errors.extend(validate(&schema, o, ""));
         errors
@@ -1264,6 +1316,7 @@ fn every_object_is_valid_against_the_strict_schemas() {
     assert!(failures.is_empty(), "invalid objects:\n{}", failures.join("\n"));
     for kind in [
         "apps/v1 Deployment",
+        "policy/v1 PodDisruptionBudget/",
         "v1 Service/",
         "v1 ConfigMap",
         "rbac.authorization.k8s.io/v1 Role/",
@@ -1302,10 +1355,20 @@ fn the_strict_schemas_reject_unknown_and_mistyped_fields() {
                "spec": {"project": "default", "destination": {"server": "s"}, "source": {"repoURL": "u"}}}),
         json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "z"},
                "spec": {"interval": "1m", "prune": "yes", "sourceRef": {"kind": "GitRepository", "name": "s"}}}),
+        // A kind checked against _definitions.json: unknown, misplaced and mistyped fields.
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+               "spec": {"minAvailble": 1, "selector": {"matchLabels": {"a": "b"}}}}),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p", "labelz": {}},
+               "spec": {"minAvailable": 1}}),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+               "spec": {"minAvailable": 1, "selector": {"matchLabels": "a=b"}}}),
     ];
     for o in &bad {
         assert!(!schemas.errors(o).is_empty(), "accepted: {o}");
     }
+    let good = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+                      "spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}}});
+    assert_eq!(schemas.errors(&good), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------

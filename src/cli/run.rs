@@ -59,7 +59,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
     /// Work only while holding a Lease (in KUBECONFIG's cluster, else the pod's own): run
-    /// several replicas, one works.
+    /// several replicas, one works; the others relay webhooks to it through the Lease.
     #[arg(long)]
     pub leader_elect: bool,
     /// Name of the Lease.
@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// Namespace of the Lease. Default: POD_NAMESPACE, else `default`.
     #[arg(long)]
     pub lease_namespace: Option<String>,
-    /// How long a Lease holds without renewal (whole seconds, at least 2s).
+    /// How long a Lease holds without renewal (whole seconds, at least 2s); every replica
+    /// reads the Lease every quarter of it.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// YAML file of these settings, keys in camelCase (e.g. statusInterval); flags override it.

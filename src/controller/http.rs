@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use super::Shared;
 use super::webhook::{self, Verdict};
+use super::{Shared, relay};
 
 /// GitHub sends push payloads of up to 25 MB.
 const MAX_WEBHOOK_BODY: usize = 25 << 20;
@@ -43,9 +43,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
-    match shared.not_ready() {
-        None => (StatusCode::OK, "ready\n".into()),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    match shared.readiness() {
+        Ok(body) => (StatusCode::OK, format!("{body}\n")),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
 }
 
@@ -53,18 +53,47 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     let verdict = webhook::judge(&headers, &body, shared.webhook_secret.as_deref());
     let mut label = verdict.label();
     let (code, text) = match verdict {
-        Verdict::Push if !shared.active() => {
-            label = "standby";
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "standby: this replica does not render".into(),
-            )
-        }
-        Verdict::Push => {
+        Verdict::Push if shared.active() => {
             tracing::info!("webhook: push event, render round triggered");
             shared.trigger.notify_one();
             (StatusCode::ACCEPTED, "render round triggered".into())
         }
+        // A standby, or a leader shutting down: the leader (the next one) renders.
+        Verdict::Push => match &shared.relay {
+            Some(lease) => match lease.request_render().await {
+                Ok(at) => {
+                    label = "relayed";
+                    tracing::info!(
+                        "webhook: push event on a replica that does not render: relayed to the leader through Lease {}/{} ({}={at})",
+                        lease.namespace,
+                        lease.name,
+                        relay::RENDER_REQUESTED_AT
+                    );
+                    (
+                        StatusCode::ACCEPTED,
+                        format!(
+                            "relayed to the leader through Lease {}/{}: render round requested",
+                            lease.namespace, lease.name
+                        ),
+                    )
+                }
+                Err(e) => {
+                    label = "relay_failed";
+                    tracing::warn!("webhook: cannot relay a push event to the leader: {e}");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("standby: cannot relay to the leader through the lease: {e}"),
+                    )
+                }
+            },
+            None => {
+                label = "shutting_down";
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting down: this replica starts no more rounds".into(),
+                )
+            }
+        },
         Verdict::Ping => (StatusCode::OK, "pong".into()),
         Verdict::Ignored(event) => (StatusCode::OK, format!("ignored: event {event:?} is not a push")),
         Verdict::Unauthorized(why) => {

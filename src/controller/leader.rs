@@ -2,14 +2,16 @@
 //! 5 has no lease module). One task holds the manager: it acquires, renews and, when told to
 //! stop, releases; the controller watches its role. A leader that cannot renew, or sees
 //! another holder, reports `Lost` and never becomes leader again in this process: the
-//! controller then exits 1 and the pod restarts as a standby.
+//! controller then exits 1 and the pod restarts as a standby. The election task also reports
+//! its last error, which `/readyz` of a standby shows when nobody holds the lease.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::{Client, Config};
 use kube_lease_manager::LeaseManagerBuilder;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::{Error, Result};
@@ -35,6 +37,11 @@ pub enum Role {
 
 pub struct Election {
     pub role: watch::Receiver<Role>,
+    /// The last error of the election (acquiring, renewing, creating the Lease); cleared when
+    /// this replica acquires the lease.
+    pub error: watch::Receiver<Option<String>>,
+    /// Tells a standby that the lease is free (relay.rs reads it every few seconds).
+    pub nudge: Arc<Notify>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -44,6 +51,17 @@ impl LeaseSettings {
     /// half of it, so a leader that cannot renew learns it before another may take over.
     fn grace(&self) -> Duration {
         Duration::from_secs((self.duration.as_secs() / 2).max(1))
+    }
+
+    /// How long a request to the API server may take: half the renewal grace.
+    pub fn request_timeout(&self) -> Duration {
+        self.grace() / 2
+    }
+
+    /// How often every replica reads the Lease (relay.rs): a relayed webhook reaches the
+    /// leader well within one renewal period (3.5 s with the default 15 s lease, 1 s with 4 s).
+    pub fn poll_period(&self) -> Duration {
+        self.request_timeout().max(Duration::from_millis(500))
     }
 }
 
@@ -63,31 +81,48 @@ pub fn default_identity() -> String {
     format!("{name}_{}", std::process::id())
 }
 
-/// The hub's client: in-cluster, else `KUBECONFIG`/`~/.kube/config` (not `--kubeconfig`,
-/// which names the edge clusters).
-pub async fn hub_client(settings: &LeaseSettings) -> Result<Client> {
+/// The hub's clients: in-cluster, else `KUBECONFIG`/`~/.kube/config` (not `--kubeconfig`,
+/// which names the edge clusters). Two clients of the same config:
+/// - the election's, whose reads and writes time out after [`LeaseSettings::request_timeout`]
+///   (kube-lease-manager sets no timeout of its own);
+/// - the relay's (relay.rs), which bounds each request itself: a read timeout on the stream
+///   would also close its idle pooled connection just as the next read, one poll period
+///   later, picks it up, and fail that read.
+pub async fn hub_clients(settings: &LeaseSettings) -> Result<(Client, Client)> {
     let mut config = Config::infer().await.map_err(|e| {
         Error::msg(format!(
             "leader election: no Kubernetes API to hold the lease in: {}",
             chain(&e)
         ))
     })?;
-    let timeout = settings.grace() / 2;
+    let timeout = settings.request_timeout();
     config.connect_timeout = Some(timeout);
+    let relay = Client::try_from(config.clone());
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    Client::try_from(config).map_err(|e| Error::msg(format!("leader election: {}", chain(&e))))
+    let election = Client::try_from(config);
+    let fail = |e: kube::Error| Error::msg(format!("leader election: {}", chain(&e)));
+    Ok((election.map_err(fail)?, relay.map_err(fail)?))
 }
 
 impl Election {
     pub fn start(client: Client, settings: LeaseSettings) -> Election {
         let (role_tx, role) = watch::channel(Role::Standby);
+        let (error_tx, error) = watch::channel(None);
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(elect(client, settings, role_tx, stop_rx));
-        Election { role, stop, task }
+        let nudge = Arc::new(Notify::new());
+        let task = tokio::spawn(elect(client, settings, role_tx, error_tx, nudge.clone(), stop_rx));
+        Election {
+            role,
+            error,
+            nudge,
+            stop,
+            task,
+        }
     }
 
-    /// Stop campaigning; a leader releases the lease so a standby takes over at once.
+    /// Stop campaigning; a leader releases the lease so a standby takes over within a few
+    /// seconds (as soon as its next read of the Lease sees it free) instead of at its expiry.
     pub async fn release(self) {
         let _ = self.stop.send(());
         if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
@@ -96,7 +131,14 @@ impl Election {
     }
 }
 
-async fn elect(client: Client, settings: LeaseSettings, role: watch::Sender<Role>, mut stop: oneshot::Receiver<()>) {
+async fn elect(
+    client: Client,
+    settings: LeaseSettings,
+    role: watch::Sender<Role>,
+    error: watch::Sender<Option<String>>,
+    nudge: Arc<Notify>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let build = LeaseManagerBuilder::new(client.clone(), &settings.name)
@@ -112,13 +154,14 @@ async fn elect(client: Client, settings: LeaseSettings, role: watch::Sender<Role
         let manager = match manager {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(
-                    "leader election: cannot use Lease {}/{}: {}; retrying in {}s",
+                let why = format!(
+                    "cannot use Lease {}/{}: {}",
                     settings.namespace,
                     settings.name,
-                    chain(&e),
-                    backoff.as_secs()
+                    chain(&e)
                 );
+                tracing::warn!("leader election: {why}; retrying in {}s", backoff.as_secs());
+                error.send_replace(Some(why));
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -143,11 +186,20 @@ async fn elect(client: Client, settings: LeaseSettings, role: watch::Sender<Role
                     return;
                 }
                 changed = manager.changed() => changed,
+                // A standby's manager sleeps until the expiry it last read, even when the
+                // holder released the lease meanwhile; a fresh manager reads it now and takes
+                // it. (Dropping `changed` mid-way is safe: whatever it wrote names this
+                // identity, and the fresh manager starts from the Lease as it is.)
+                _ = nudge.notified(), if *role.borrow() == Role::Standby => {
+                    tracing::debug!("leader election: the lease is free: trying it now");
+                    break;
+                }
             };
             let leading = *role.borrow() == Role::Leader;
             match changed {
                 Ok(true) => {
                     tracing::info!(identity = %settings.identity, "leader election: acquired the lease");
+                    error.send_replace(None);
                     role.send_replace(Role::Leader);
                 }
                 Ok(false) if leading => {
@@ -163,6 +215,7 @@ async fn elect(client: Client, settings: LeaseSettings, role: watch::Sender<Role
                     // A fresh manager starts from the Lease as it is; the old one's view may
                     // be stale after an error.
                     tracing::warn!("leader election: {}", chain(&e));
+                    error.send_replace(Some(chain(&e)));
                     tokio::select! {
                         _ = &mut stop => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -175,7 +228,7 @@ async fn elect(client: Client, settings: LeaseSettings, role: watch::Sender<Role
 }
 
 /// `outer: inner: innermost` on one line.
-fn chain(e: &(dyn StdError + 'static)) -> String {
+pub(super) fn chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {

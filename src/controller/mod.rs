@@ -6,18 +6,23 @@
 //! starting rounds, give a round in flight `grace` to finish, release the lease, return.
 //! Losing the lease returns an error at once (the process exits 1): the deploy branch moves
 //! only by compare-and-swap, so a round abandoned mid-way leaves no partial commit.
+//!
+//! With leader election every replica reads the Lease every few seconds (relay.rs): a
+//! standby that can is ready to take over, and so Ready; a standby relays push webhooks to the
+//! leader through an annotation of the Lease, which the leader's read picks up.
 
 pub mod config;
 mod http;
 pub mod leader;
 pub mod metrics;
+pub mod relay;
 mod rounds;
 pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -27,6 +32,7 @@ use crate::pipeline::{CollectSettings, RenderTarget};
 use crate::{Error, Model, Result};
 use leader::{Election, LeaseSettings, Role};
 use metrics::Metrics;
+use relay::Relay;
 
 /// Everything `starmap run` needs, resolved from flags, environment and config file. (No
 /// `Debug`: it holds the webhook secret.)
@@ -59,16 +65,77 @@ struct Shared {
     active: AtomicBool,
     readiness: Mutex<Readiness>,
     webhook_secret: Option<Vec<u8>>,
+    /// With leader election: where a replica that does not work relays webhooks.
+    relay: Option<Arc<Relay>>,
     /// The model of the last successful load, for status rounds.
     model: watch::Sender<Option<Arc<Model>>>,
 }
 
+/// What `/readyz` answers from.
 #[derive(Default)]
 struct Readiness {
+    /// Leader election is on (else this replica works alone).
+    elect: bool,
     leader: bool,
     stopping: bool,
     rendered: bool,
     last_error: Option<String>,
+    lease: LeaseCheck,
+}
+
+/// What a standby's reads of the Lease said (relay::observe).
+#[derive(Default)]
+struct LeaseCheck {
+    /// The last read: `None` before the first; `Err` says why it failed.
+    last: Option<std::result::Result<(), String>>,
+    /// The holder the last read saw, if its lease was live.
+    holder: Option<String>,
+    /// Since when the reads have seen nobody hold the lease.
+    unheld_since: Option<Instant>,
+    /// How long the lease may stay unheld (a takeover takes about a second) before a standby
+    /// that has not taken it counts as unable to: the lease duration.
+    takeover: Duration,
+    /// The election task's last error, for the message.
+    election_error: Option<String>,
+}
+
+impl Readiness {
+    /// `Ok(body)`: `/readyz` answers 200; `Err(why)`: 503, with one line saying why.
+    fn verdict(&self, now: Instant) -> std::result::Result<String, String> {
+        if self.stopping {
+            return Err("shutting down".into());
+        }
+        if self.leader {
+            return if self.rendered {
+                Ok("ready".into())
+            } else {
+                Err(match &self.last_error {
+                    Some(e) => format!("no render round has succeeded yet: {}", e.replace('\n', " ")),
+                    None => "no render round has succeeded yet".into(),
+                })
+            };
+        }
+        if !self.elect {
+            return Err("starting".into());
+        }
+        let lease = &self.lease;
+        match &lease.last {
+            None => Err("standby: the lease has not been read yet".into()),
+            Some(Err(e)) => Err(format!("standby: cannot read the lease: {}", e.replace('\n', " "))),
+            Some(Ok(())) => match (lease.unheld_since, &lease.holder) {
+                (Some(since), _) if now.saturating_duration_since(since) > lease.takeover => Err(format!(
+                    "standby: nobody has held the lease for {}s and this replica has not taken it{}",
+                    now.saturating_duration_since(since).as_secs(),
+                    match &lease.election_error {
+                        Some(e) => format!(" (leader election: {})", e.replace('\n', " ")),
+                        None => String::new(),
+                    }
+                )),
+                (_, Some(holder)) => Ok(format!("ready: standby, {holder} holds the lease")),
+                (_, None) => Ok("ready: standby, taking over the lease".into()),
+            },
+        }
+    }
 }
 
 impl Shared {
@@ -102,21 +169,33 @@ impl Shared {
         self.lock().last_error = Some(e.to_string());
     }
 
-    /// Why `/readyz` is not 200, in one line.
-    fn not_ready(&self) -> Option<String> {
-        let r = self.lock();
-        if r.stopping {
-            Some("shutting down".into())
-        } else if !r.leader {
-            Some("standby: another replica holds the lease".into())
-        } else if !r.rendered {
-            Some(match &r.last_error {
-                Some(e) => format!("no render round has succeeded yet: {}", e.replace('\n', " ")),
-                None => "no render round has succeeded yet".into(),
-            })
-        } else {
-            None
+    /// A read of the Lease: `Ok(live holder)` or why it failed.
+    fn lease_read(
+        &self,
+        read: std::result::Result<Option<String>, String>,
+        election_error: Option<String>,
+        now: Instant,
+    ) {
+        let mut r = self.lock();
+        let lease = &mut r.lease;
+        lease.election_error = election_error;
+        match read {
+            Ok(holder) => {
+                match (&holder, lease.unheld_since) {
+                    (Some(_), _) => lease.unheld_since = None,
+                    (None, None) => lease.unheld_since = Some(now),
+                    (None, Some(_)) => {}
+                }
+                lease.holder = holder;
+                lease.last = Some(Ok(()));
+            }
+            Err(e) => lease.last = Some(Err(e)),
         }
+    }
+
+    /// `/readyz`: `Ok(body)` for 200, `Err(why)` for 503.
+    fn readiness(&self) -> std::result::Result<String, String> {
+        self.lock().verdict(Instant::now())
     }
 }
 
@@ -150,8 +229,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| Error::msg(format!("--listen {}: {e}", settings.listen)))?;
-    let client = match &settings.lease {
-        Some(lease) => Some(leader::hub_client(lease).await?),
+    let clients = match &settings.lease {
+        Some(lease) => Some(leader::hub_clients(lease).await?),
         None => None,
     };
     if settings.webhook_secret.is_none() {
@@ -159,12 +238,25 @@ pub async fn run(settings: Settings) -> Result<()> {
             "no webhook secret (--webhook-secret-file or STARMAP_WEBHOOK_SECRET): POST /webhook accepts any push event unauthenticated"
         );
     }
+    let (client, relay) = match (clients, &settings.lease) {
+        (Some((election, relay)), Some(lease)) => (Some(election), Some(Arc::new(Relay::new(relay, lease)))),
+        _ => (None, None),
+    };
+    let readiness = Readiness {
+        elect: settings.lease.is_some(),
+        lease: LeaseCheck {
+            takeover: settings.lease.as_ref().map(|l| l.duration).unwrap_or_default(),
+            ..LeaseCheck::default()
+        },
+        ..Readiness::default()
+    };
     let shared = Arc::new(Shared {
         metrics: Metrics::new(),
         trigger: Notify::new(),
         active: AtomicBool::new(false),
-        readiness: Mutex::new(Readiness::default()),
+        readiness: Mutex::new(readiness),
         webhook_secret: settings.webhook_secret.clone(),
+        relay: relay.clone(),
         model: watch::Sender::new(None),
     });
     let (http_stop, http_stop_rx) = oneshot::channel();
@@ -182,6 +274,16 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
         _ => None,
     };
+    let observer = match (&election, relay, &settings.lease) {
+        (Some(election), Some(relay), Some(lease)) => Some(tokio::spawn(relay::observe(
+            relay,
+            lease.poll_period(),
+            shared.clone(),
+            election.error.clone(),
+            election.nudge.clone(),
+        ))),
+        _ => None,
+    };
     let outcome = lead(
         settings,
         shared.clone(),
@@ -189,6 +291,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         election.as_ref().map(|e| e.role.clone()),
     )
     .await;
+    if let Some(observer) = observer {
+        observer.abort();
+    }
     if let (Some(election), Ok(())) = (election, &outcome) {
         election.release().await;
     }
@@ -253,4 +358,103 @@ async fn lead(
     }
     shared.metrics.leader(false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(elect: bool) -> Shared {
+        Shared {
+            metrics: Metrics::new(),
+            trigger: Notify::new(),
+            active: AtomicBool::new(false),
+            readiness: Mutex::new(Readiness {
+                elect,
+                lease: LeaseCheck {
+                    takeover: Duration::from_secs(15),
+                    ..LeaseCheck::default()
+                },
+                ..Readiness::default()
+            }),
+            webhook_secret: None,
+            relay: None,
+            model: watch::Sender::new(None),
+        }
+    }
+
+    #[test]
+    fn a_standby_is_ready_while_it_can_read_the_lease() {
+        let s = shared(true);
+        let t0 = Instant::now();
+        let verdict = |at: Duration| s.lock().verdict(t0 + at);
+        assert_eq!(
+            verdict(Duration::ZERO),
+            Err("standby: the lease has not been read yet".into())
+        );
+        s.lease_read(Ok(Some("pod-a_1".into())), None, t0);
+        assert_eq!(
+            verdict(Duration::ZERO),
+            Ok("ready: standby, pod-a_1 holds the lease".into())
+        );
+        s.lease_read(Err("connection refused".into()), None, t0);
+        assert_eq!(
+            verdict(Duration::ZERO),
+            Err("standby: cannot read the lease: connection refused".into())
+        );
+        s.lease_read(Ok(Some("pod-a_1".into())), None, t0);
+        assert!(verdict(Duration::ZERO).is_ok());
+        s.stopping();
+        assert_eq!(verdict(Duration::ZERO), Err("shutting down".into()));
+    }
+
+    #[test]
+    fn a_standby_that_does_not_take_an_unheld_lease_stops_being_ready() {
+        let s = shared(true);
+        let t0 = Instant::now();
+        let verdict = |at: u64| s.lock().verdict(t0 + Duration::from_secs(at));
+        // Released: a takeover takes a second or two; within the lease duration it is fine.
+        s.lease_read(Ok(None), None, t0);
+        assert_eq!(verdict(1), Ok("ready: standby, taking over the lease".into()));
+        s.lease_read(
+            Ok(None),
+            Some("cannot use Lease ns/l: forbidden".into()),
+            t0 + Duration::from_secs(10),
+        );
+        assert!(verdict(15).is_ok());
+        assert_eq!(
+            verdict(20),
+            Err(
+                "standby: nobody has held the lease for 20s and this replica has not taken it \
+                 (leader election: cannot use Lease ns/l: forbidden)"
+                    .into()
+            )
+        );
+        // Another replica took it.
+        s.lease_read(Ok(Some("pod-b_1".into())), None, t0 + Duration::from_secs(21));
+        assert!(verdict(22).is_ok());
+    }
+
+    #[test]
+    fn a_leader_is_ready_after_its_first_render() {
+        let s = shared(true);
+        s.lease_read(Ok(Some("me".into())), None, Instant::now());
+        s.set_leader(true);
+        assert_eq!(s.readiness(), Err("no render round has succeeded yet".into()));
+        s.render_failed(&Error::msg("workloads/a.yaml:3: bad\nsecond line"));
+        assert_eq!(
+            s.readiness(),
+            Err("no render round has succeeded yet: workloads/a.yaml:3: bad second line".into())
+        );
+        s.rendered();
+        assert_eq!(s.readiness(), Ok("ready".into()));
+        s.render_failed(&Error::msg("later failure"));
+        assert_eq!(s.readiness(), Ok("ready".into()), "stays ready after the first success");
+        // Without election, the one replica is the leader.
+        let alone = shared(false);
+        assert_eq!(alone.readiness(), Err("starting".into()));
+        alone.set_leader(true);
+        alone.rendered();
+        assert_eq!(alone.readiness(), Ok("ready".into()));
+    }
 }
