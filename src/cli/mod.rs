@@ -23,7 +23,12 @@ pub fn run() -> Result<ExitCode> {
     // changes" (contract section 4), while clap's own default for usage errors is 2.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             let _ = e.print();
             return Ok(ExitCode::SUCCESS);
         }
