@@ -2,6 +2,7 @@
 //! port, real signals. Status collection is off (`--status-interval 0`): these tests need no
 //! cluster (tests/controller_lease.rs runs on the real fleet).
 
+mod common;
 mod controller_support;
 
 use std::path::Path;

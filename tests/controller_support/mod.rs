@@ -1,6 +1,6 @@
 //! Running the real `starmap run` in tests: the process (killed on drop, stderr kept), a free
 //! port, a plain HTTP/1.1 client over a TCP socket, and the Prometheus text parsed with
-//! prometheus-parse.
+//! prometheus-parse. A test that uses it declares `mod common;` too (git and fixtures come from there).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -200,44 +200,15 @@ impl Metrics {
 /// The fixtures as a git repo (one commit on `main`) at `dir/source`.
 pub fn source_repo(dir: &Path) -> PathBuf {
     let source = dir.join("source");
-    copy_fixtures(&source);
+    crate::common::copy_dir(&crate::common::fixtures(), &source);
     git(&source, &["init", "-q", "-b", "main"]);
     git(&source, &["add", "-A"]);
     git(&source, &["commit", "-q", "-m", "initial"]);
     source
 }
 
-fn copy_fixtures(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    for entry in walkdir::WalkDir::new(&from) {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.path().strip_prefix(&from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
-/// Run the real `git` in `dir`.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+/// Run the real `git` in `dir` (the shared test helper).
+pub use crate::common::git;
 
 /// Replace `from` by `to` in `file` of the source repo and commit it.
 pub fn commit_change(source: &Path, file: &str, from: &str, to: &str) {
