@@ -33,6 +33,10 @@ pub struct DeployState<'r> {
     pub indexes: BTreeMap<String, ClusterIndex>,
     /// The status files at the tip, with their blob ids (kept when nothing but times changed).
     pub statuses: BTreeMap<String, (ClusterStatus, Oid)>,
+    /// Per root tree, the entries of its `clusters/`: read once each. At 10,000 clusters that
+    /// tree is half a megabyte, and libgit2 does not cache trees that large, so looking up
+    /// `clusters/<c>` from the root for every cluster would inflate it again each time.
+    cluster_dirs: std::sync::Mutex<std::collections::HashMap<Oid, std::sync::Arc<BTreeMap<String, Oid>>>>,
 }
 
 impl<'r> DeployState<'r> {
@@ -76,7 +80,26 @@ impl<'r> DeployState<'r> {
             tip,
             indexes,
             statuses,
+            cluster_dirs: Default::default(),
         })
+    }
+
+    /// The id of `clusters/<cluster>` in the root tree `root`.
+    fn cluster_dir(&self, root: Oid, cluster: &str) -> Option<Oid> {
+        let dirs = {
+            let mut cache = self.cluster_dirs.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .entry(root)
+                .or_insert_with(|| std::sync::Arc::new(tree::entries_at(self.repo, Some(root), "clusters")))
+                .clone()
+        };
+        dirs.get(cluster).copied()
+    }
+
+    /// The id of `clusters/<cluster>` at a commit given by its sha.
+    fn cluster_dir_at(&self, sha: &str, cluster: &str) -> Option<Oid> {
+        let commit = self.repo.find_commit(Oid::from_str(sha).ok()?).ok()?;
+        self.cluster_dir(commit.tree_id(), cluster)
     }
 
     /// A thread-safe reader of the rendered objects behind status entries, for the `obj`
@@ -107,11 +130,7 @@ impl<'r> DeployState<'r> {
     /// a new revision for Flux to apply and report back, and each round would commit again.
     pub fn keep_revisions(&self, status: &mut ClusterStatus, previous: Option<&ClusterStatus>) {
         let Some(previous) = previous else { return };
-        let dir = format!("clusters/{}", status.cluster);
-        let dir_at = |sha: &str| {
-            let commit = self.repo.find_commit(Oid::from_str(sha).ok()?).ok()?;
-            tree::entry_at(self.repo, Some(commit.tree_id()), &dir)
-        };
+        let dir_at = |sha: &str| self.cluster_dir_at(sha, &status.cluster);
         let same = |old: &Option<String>, new: &Option<String>| match (old, new) {
             (Some(old), Some(new)) if old != new => dir_at(old).is_some() && dir_at(old) == dir_at(new),
             _ => false,
@@ -135,16 +154,8 @@ impl<'r> DeployState<'r> {
         let (Some(tip), Some(revision)) = (self.tip, status.applied_revision.as_deref()) else {
             return;
         };
-        let Some(applied_tree) = Oid::from_str(revision)
-            .ok()
-            .and_then(|oid| self.repo.find_commit(oid).ok())
-            .map(|c| c.tree_id())
-        else {
-            return;
-        };
-        let dir = format!("clusters/{}", status.cluster);
-        let now = tree::entry_at(self.repo, Some(tip.tree), &dir);
-        let then = tree::entry_at(self.repo, Some(applied_tree), &dir);
+        let now = self.cluster_dir(tip.tree, &status.cluster);
+        let then = self.cluster_dir_at(revision, &status.cluster);
         if now.is_some() && now == then {
             status.current = true;
             for o in &mut status.objects {
@@ -162,13 +173,13 @@ impl<'r> DeployState<'r> {
                     .collect()
             })
             .unwrap_or_default();
+        let (Some(now), Some(then)) = (now, then) else { return };
         for o in &mut status.objects {
             let Some(file) = files.get(&(o.kind.clone(), o.namespace.clone(), o.name.clone())) else {
                 continue;
             };
-            let path = format!("{dir}/{file}");
-            let now = tree::entry_at(self.repo, Some(tip.tree), &path);
-            o.applied = now.is_some() && now == tree::entry_at(self.repo, Some(applied_tree), &path);
+            let now = tree::entry_at(self.repo, Some(now), file);
+            o.applied = now.is_some() && now == tree::entry_at(self.repo, Some(then), file);
         }
     }
 }
