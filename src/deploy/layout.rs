@@ -260,14 +260,24 @@ pub fn build(
         (!options.no_cache && d.inputs == inputs[i] && complete).then_some(d)
     };
     render_missing(plan, renderer, &inputs, memo, |i| known(i).is_none())?;
-    let fresh_digest = |i: usize, placement: &str| -> String {
-        match memo.get(&inputs[i]) {
-            Some(r) => hold::placement_digest(r, placement),
-            None => known(i)
-                .and_then(|d| d.rollouts.get(placement).cloned())
-                .unwrap_or_default(),
-        }
-    };
+    // Once per cluster: the revision, the gate and the digests file all read these.
+    let rollout_digests: Vec<BTreeMap<String, String>> = (0..model.clusters.len())
+        .into_par_iter()
+        .map(|i| {
+            gated_here(i)
+                .into_iter()
+                .map(|p| {
+                    let digest = match memo.get(&inputs[i]) {
+                        Some(r) => hold::placement_digest(r, p),
+                        None => known(i).and_then(|d| d.rollouts.get(p).cloned()).unwrap_or_default(),
+                    };
+                    (p.to_string(), digest)
+                })
+                .collect()
+        })
+        .collect();
+    let fresh_digest =
+        |i: usize, placement: &str| -> String { rollout_digests[i].get(placement).cloned().unwrap_or_default() };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -278,14 +288,6 @@ pub fn build(
         (d.slots == tip_slots.of(name)).then(|| d.written.get(placement).cloned())?
     };
     let decision = rollouts::decide(model, &gated, repo, tip, &fresh_digest, &tip_digest, now)?;
-    let rollout_digests: Vec<BTreeMap<String, String>> = (0..model.clusters.len())
-        .map(|i| {
-            gated_here(i)
-                .into_iter()
-                .map(|p| (p.to_string(), fresh_digest(i, p)))
-                .collect()
-        })
-        .collect();
 
     let reusable = |i: usize| -> Option<&ClusterDigest> {
         let d = known(i)?;

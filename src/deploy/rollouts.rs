@@ -131,10 +131,10 @@ pub fn decide(
         }
         let prev = previous.get(name);
         // The gate reads status unless the rollout is suspended or already complete.
-        let in_progress = !placement.spec.suspend
+        let needs_status = !placement.spec.suspend
             && placement.spec.rollout.is_some()
             && !prev.is_some_and(|p| p.revision.as_deref() == Some(revision.as_str()) && p.open_waves >= waves.len());
-        if in_progress && status.is_none() {
+        if needs_status && status.is_none() {
             status = Some(DeployState::read(repo, tip)?);
         }
         let gate = |cluster: &str| -> ClusterGate {

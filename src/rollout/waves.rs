@@ -57,7 +57,8 @@ pub fn assign(rollout: Option<&RolloutSpec>, destinations: &[&Cluster]) -> Vec<W
         } else {
             (remaining.clone(), "every cluster not in an earlier wave".into())
         };
-        remaining.retain(|c| !taken.iter().any(|t| t.name == c.name));
+        let taken_names: std::collections::HashSet<&str> = taken.iter().map(|c| c.name.as_str()).collect();
+        remaining.retain(|c| !taken_names.contains(c.name.as_str()));
         waves.push(Wave {
             name: w.name.clone(),
             clusters: names(&taken),
