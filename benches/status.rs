@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use starmap::error::Location;
+use starmap::formats::status::{ClusterStatus, ObjectStatus, parse_cluster_statuses};
+use starmap::health::Health;
 use starmap::model::{Cluster, Placement};
-use starmap::spec::{ClusterSpec, LabelSelector, ObjectTest, PlacementSpec, StatusSummarySpec};
-use starmap::status::Health;
-use starmap::status::report::{ClusterStatus, ObjectStatus};
-use starmap::status::summary::{Inputs, StatusSummary, Summaries, no_objects, parse_cluster_statuses, summarize};
+use starmap::spec::{ClusterSpec, LabelSelector, ObjectTest, PlacementSpec, StatusSummary, StatusSummarySpec};
+use starmap::summary::{Inputs, Summaries, no_objects, summarize};
 
 struct Args {
     clusters: usize,
@@ -324,7 +324,7 @@ fn parse_compare(files: &[(String, String)], n: usize) {
     let t_direct = t.elapsed();
     let t = Instant::now();
     for (p, text) in sample {
-        let _ = starmap::status::summary::parse_cluster_status(text, p).expect("typed");
+        let _ = starmap::formats::status::parse_cluster_status(text, p).expect("typed");
     }
     let t_fast = t.elapsed();
     println!(

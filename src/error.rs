@@ -101,12 +101,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<git2::Error> for Error {
-    fn from(e: git2::Error) -> Self {
-        Error::msg(format!("git: {}", e.message()))
-    }
-}
-
 /// Attach a description to I/O errors, which otherwise do not say which file.
 pub trait IoContext<T> {
     fn io_context(self, what: impl FnOnce() -> String) -> Result<T>;

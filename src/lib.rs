@@ -1,25 +1,42 @@
 //! starmap: render one set of Kubernetes workloads, customized per cluster, into a GitOps
 //! deploy repository that Argo CD or Flux sync, one directory per cluster.
 //!
-//! The pipeline, one module per stage (see ARCHITECTURE.md):
-//! `source` (read files, parse, validate) → `model::Model` → `plan` (what goes where, and
-//! why) → `render` (templates, patches, normalization, YAML) → `deploy` (git objects, one
-//! commit, push with retry).
+//! The modules form layers in data-flow order (ARCHITECTURE.md draws them; `tests/structure.rs`
+//! keeps them honest: no cycles, no I/O in the pure core):
+//!
+//! - leaves: `error`, `time`, `retry`, `health`, `cel`, `yaml`;
+//! - what users write: `config` (`starmap.yaml`), `spec` (the kinds), `template`;
+//! - the validated `model`, and `formats` (the deploy repo's files);
+//! - the pure core: `plan` (what goes where) → `render`, `gitops` → `rollout`, `summary` →
+//!   `explain`, `desired` (the tree a render wants);
+//! - the shell: `gitstore`, `schema`, `source`, `snapshot`, `deploy`, `status`, and on top
+//!   `pipeline` (the jobs) and `controller` (`starmap run`).
 
+pub mod cel;
+pub mod config;
 pub mod controller;
 pub mod deploy;
+pub mod desired;
 pub mod error;
-pub mod git;
+pub mod explain;
+pub mod formats;
 pub mod gitops;
+pub mod gitstore;
+pub mod health;
 pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod render;
+pub mod retry;
 pub mod rollout;
 pub mod schema;
+pub mod snapshot;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod summary;
+pub mod template;
+pub mod time;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -5,10 +5,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::config::Config;
 use crate::error::Location;
-use crate::source::Config;
-use crate::spec::{ClusterSpec, CompiledObjectTest, CustomizationSpec, LabelSelector, PlacementSpec};
-use crate::status::summary::StatusSummary;
+use crate::spec::{ClusterSpec, CompiledObjectTest, CustomizationSpec, LabelSelector, PlacementSpec, StatusSummary};
 use crate::yaml::LineTree;
 
 #[derive(Debug, Clone)]
@@ -29,6 +28,14 @@ pub struct Model {
     pub templates: BTreeMap<String, TemplateOverride>,
     /// Things worth saying while loading that are not errors.
     pub warnings: Vec<String>,
+}
+
+impl Model {
+    /// Per cluster of the model (in its order): whether placement `placement` selects it.
+    pub fn destinations(&self, placement: usize) -> Vec<bool> {
+        let p = &self.placements[placement];
+        self.clusters.iter().map(|c| p.selects(c)).collect()
+    }
 }
 
 /// A template of the source repo that replaces a built-in one.
@@ -57,12 +64,32 @@ pub struct Cluster {
     pub location: Location,
 }
 
+impl Cluster {
+    /// `cluster` in templates: name, labels (with the implicit one), annotations, properties.
+    pub fn template_context(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "properties": self.spec.properties,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Placement {
     pub name: String,
     pub spec: PlacementSpec,
     pub workloads: Vec<CompiledObjectTest>,
     pub location: Location,
+}
+
+impl Placement {
+    /// Whether `cluster` is a destination: any selector matches it, or it is named.
+    pub fn selects(&self, cluster: &Cluster) -> bool {
+        self.spec.cluster_selectors.iter().any(|s| s.matches(&cluster.labels))
+            || self.spec.clusters.contains(&cluster.name)
+    }
 }
 
 #[derive(Debug, Clone)]

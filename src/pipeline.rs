@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::deploy::{self, DeployRepo, Outcome, WriteOptions};
+use crate::deploy::{self, Outcome, WriteOptions};
+use crate::desired::Sources;
+use crate::formats::status::{ClusterStatus, ObjectStatus};
 use crate::gitops::SyncObjects;
+use crate::gitstore::{DeployRepo, is_url};
 use crate::model::Model;
 use crate::plan::{self, Plan};
 use crate::render::{self, Renderer};
+use crate::snapshot::DeployState;
 use crate::source::{Inventory, SourceTree, load_model};
 use crate::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
-use crate::status::report::{ClusterStatus, ObjectStatus};
-use crate::status::store::{self, DeployState, RoundOutcome};
-use crate::status::summary;
+use crate::status::store::{self, RoundOutcome};
+use crate::summary;
 use crate::{Error, Result};
 
 /// Load and validate the source and inventory, then plan.
@@ -73,12 +76,19 @@ pub struct Rendered {
 /// render leaves the deploy repo as it was (and removes a repo it had just created).
 pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rendered> {
     let env = render::environment();
-    let sync = SyncObjects::new(model, Some(&target.deploy), &target.branch)?;
-    let renderer = Renderer::new(model, &env)?.with_sync(sync);
-    let fresh_path = !crate::git::is_url(&target.deploy) && !std::path::Path::new(&target.deploy).exists();
+    let deploy_url = is_url(&target.deploy).then_some(target.deploy.as_str());
+    let sync = SyncObjects::new(model, deploy_url, &target.branch)?;
+    let renderer = Renderer::new(model, &env)?;
+    let sources = Sources {
+        model,
+        plan,
+        renderer: &renderer,
+        sync: sync.as_ref(),
+    };
+    let fresh_path = deploy_url.is_none() && !std::path::Path::new(&target.deploy).exists();
     if target.dry_run && fresh_path {
         // Nothing to compare with and nothing to create: everything would be new.
-        let changes = deploy::plan(model, plan, &renderer, None, false)?;
+        let changes = deploy::plan(&sources, None, false)?;
         return Ok(Rendered {
             outcome: Outcome::not_written(model, changes),
             display: target.deploy.clone(),
@@ -94,7 +104,7 @@ pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rende
         keep_content: false,
     };
     let started = Instant::now();
-    let outcome = deploy::write(model, plan, &renderer, &repo, &options).inspect_err(|_| repo.discard_if_created())?;
+    let outcome = deploy::write(&sources, &repo, &options).inspect_err(|_| repo.discard_if_created())?;
     tracing::info!(
         rendered = outcome.rendered,
         reused = outcome.reused,

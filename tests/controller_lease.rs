@@ -189,8 +189,16 @@ fn one_replica_leads_and_a_standby_takes_over_when_it_dies() {
     let logs = |replicas: &[Controller]| replicas.iter().map(|c| c.logs()).collect::<Vec<_>>().join("\n---\n");
     let leader_at = settled(&replicas);
     assert!(leader_at.is_some(), "not settled; logs:\n{}", logs(&replicas));
-    // Let a second lease period pass: still one leader, both Ready.
-    std::thread::sleep(Duration::from_secs(LEASE_SECONDS + 1));
+    // Once the holder has renewed the Lease again (a new lease period): still one leader,
+    // both Ready.
+    let renewed = hub.lease(&lease).and_then(|l| l.spec?.renew_time);
+    assert!(
+        wait_for(Duration::from_secs(3 * LEASE_SECONDS), || {
+            hub.lease(&lease).and_then(|l| l.spec?.renew_time) > renewed
+        }),
+        "the holder never renewed; logs:\n{}",
+        logs(&replicas)
+    );
     let leads: Vec<Option<bool>> = replicas.iter().map(leading).collect();
     assert_eq!(leads.iter().filter(|l| **l == Some(true)).count(), 1, "{leads:?}");
     assert_eq!(leads.iter().position(|l| *l == Some(true)), leader_at);
@@ -429,9 +437,13 @@ fn both_replicas_are_ready_and_a_webhook_to_the_standby_is_relayed_to_the_leader
     assert_eq!(after_spec.acquire_time, before_spec.acquire_time);
     assert_eq!(after_spec.lease_transitions, before_spec.lease_transitions);
     assert_eq!(after_spec.lease_duration_seconds, before_spec.lease_duration_seconds);
-    std::thread::sleep(Duration::from_secs(LEASE_SECONDS));
+    assert!(
+        wait_for(Duration::from_secs(3 * LEASE_SECONDS), || {
+            hub.lease(&lease).and_then(|l| l.spec?.renew_time) > after_spec.renew_time
+        }),
+        "the holder still renews"
+    );
     let later = hub.lease(&lease).unwrap().spec.unwrap();
-    assert!(later.renew_time > after_spec.renew_time, "the holder still renews");
     assert_eq!(later.holder_identity, before_spec.holder_identity);
     assert_eq!(leading(&leader), Some(true));
     assert_eq!(leading(&standby), Some(false));

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use starmap::status::{Health, health_of};
+use starmap::health::{Health, health_of};
 
 /// Rows (by file, as in the TSV) where starmap deliberately differs from the Argo CD expectation.
 const DELIBERATE_DIFFERENCES: &[(&str /*file*/, &str /*why*/)] = &[];

@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{commit_count, copy_dir, fixtures, git, render, starmap, tree_files};
-use starmap::deploy::DeployRepo;
-use starmap::status::Health;
-use starmap::status::collect::{ClusterOutcome, parse_index};
-use starmap::status::report::{ClusterStatus, ObjectStatus};
-use starmap::status::store::{self, DeployState};
+use starmap::formats::index::parse_index;
+use starmap::formats::status::{ClusterStatus, ObjectStatus};
+use starmap::gitstore::DeployRepo;
+use starmap::health::Health;
+use starmap::snapshot::DeployState;
+use starmap::status::collect::ClusterOutcome;
+use starmap::status::store;
 
 const CANARY: [&str; 3] = ["store-0042", "store-0350", "store-1001"];
 const EARLY: [&str; 2] = ["store-0107", "store-0311"];
@@ -119,7 +121,7 @@ fn report_status(deploy: &Path, clusters: &[&str], health_of: &dyn Fn(&str) -> H
                 cluster: c.to_string(),
                 reachable: true,
                 stale: false,
-                last_seen: Some(starmap::status::collect::now_rfc3339()),
+                last_seen: Some(starmap::time::now_rfc3339()),
                 error: None,
                 source: "kubeconfig".into(),
                 deploy_commit: None,

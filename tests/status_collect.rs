@@ -25,11 +25,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use starmap::status::Health;
-use starmap::status::collect::{
-    ArgoCdHub, ClusterOutcome, FluxObject, IndexEntry, Options, Target, collect, collect_argocd, parse_index,
-};
-use starmap::status::report::ClusterStatus;
+use starmap::formats::index::{IndexEntry, parse_index};
+use starmap::formats::status::ClusterStatus;
+use starmap::health::Health;
+use starmap::status::collect::{ArgoCdHub, ClusterOutcome, FluxObject, Options, Target, collect, collect_argocd};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 

@@ -7,11 +7,12 @@ mod common;
 use std::path::Path;
 
 use common::{commit_count, copy_dir, fixtures, git, starmap, tree_files};
-use starmap::deploy::DeployRepo;
-use starmap::status::Health;
+use starmap::formats::status::{ClusterStatus, ObjectStatus};
+use starmap::gitstore::DeployRepo;
+use starmap::health::Health;
+use starmap::snapshot::DeployState;
 use starmap::status::collect::ClusterOutcome;
-use starmap::status::report::{ClusterStatus, ObjectStatus};
-use starmap::status::store::{self, DeployState};
+use starmap::status::store;
 
 fn seen(cluster: &str, last_seen: &str, ready: u64) -> ClusterOutcome {
     ClusterOutcome::Seen(ClusterStatus {

@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use starmap::Model;
+use starmap::formats::status::{ClusterStatus, ObjectStatus, parse_cluster_statuses};
+use starmap::health::Health;
 use starmap::source::{Inventory, SourceFile, SourceTree, load_model};
-use starmap::status::Health;
-use starmap::status::report::{ClusterStatus, ObjectStatus};
-use starmap::status::summary::{
-    Inputs, PlacementSummary, SummaryResult, no_objects, parse_cluster_statuses, summarize,
-};
+use starmap::summary::{Inputs, PlacementSummary, SummaryResult, no_objects, summarize};
 
 fn source_dir() -> PathBuf {
     common::data("status/source")

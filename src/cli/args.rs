@@ -176,7 +176,7 @@ pub struct ShowArgs {
 
 /// `20s`, `1m`, `1m30s`, `500ms`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    starmap::spec::parse_duration(s)
+    starmap::time::parse_duration(s)
 }
 
 #[derive(Args)]

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use starmap::render::RenderedCluster;
+use starmap::desired::Rendered;
 use starmap::schema::{SchemaSet, Verdict};
-use starmap::{Model, Result, yaml};
+use starmap::{Result, yaml};
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,20 +40,18 @@ pub struct Unchecked {
 type Item = (String, String, Value);
 
 pub fn against_schemas(
-    model: &Model,
-    rendered: &[RenderedCluster],
+    rendered: &[Rendered],
     fleet_files: &[(String, String)],
     schemas: &SchemaSet,
 ) -> Result<SchemaReport> {
     let mut items: Vec<Item> = Vec::new();
-    for r in rendered {
+    for Rendered { cluster: r, sync } in rendered {
         for o in &r.objects {
             let doc = yaml::parse_documents(&o.content, &o.file)?;
-            let source = model.workloads[o.workload].source.path.clone();
-            items.extend(doc.into_iter().map(|d| (r.name.clone(), source.clone(), d.value)));
+            items.extend(doc.into_iter().map(|d| (r.name.clone(), o.source.clone(), d.value)));
         }
         // `kustomization.yaml` files configure kustomize; they are not applied objects.
-        for (name, content) in r.sync.flux.iter().filter(|(n, _)| n != "kustomization.yaml") {
+        for (name, content) in sync.flux.iter().filter(|(n, _)| n != "kustomization.yaml") {
             let path = format!("flux/{}/{name}", r.name);
             items.extend(
                 yaml::parse_documents(content, &path)?
@@ -61,7 +59,7 @@ pub fn against_schemas(
                     .map(|d| (r.name.clone(), path.clone(), d.value)),
             );
         }
-        if let Some(app) = &r.sync.application {
+        if let Some(app) = &sync.application {
             let path = format!("argocd/applications/{}.yaml", r.name);
             items.extend(
                 yaml::parse_documents(app, &path)?

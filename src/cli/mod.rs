@@ -11,9 +11,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, LogFormat, OutputFormat, SourceArgs};
-use starmap::deploy::{self, DeployRepo};
+use starmap::deploy;
+use starmap::desired::Sources;
 use starmap::gitops::SyncObjects;
-use starmap::plan::{self, Plan};
+use starmap::gitstore::DeployRepo;
+use starmap::plan::Plan;
 use starmap::render::{self, Renderer};
 use starmap::schema::SchemaSet;
 use starmap::{Model, Result, pipeline};
@@ -101,18 +103,25 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
 fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
-    let sync = SyncObjects::new(&model, a.deploy.as_deref(), &a.branch)?;
-    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
+    let deploy_url = a.deploy.as_deref().filter(|d| starmap::gitstore::is_url(d));
+    let sync = SyncObjects::new(&model, deploy_url, &a.branch)?;
+    let renderer = Renderer::new(&model, &env)?;
+    let sources = Sources {
+        model: &model,
+        plan: &plan,
+        renderer: &renderer,
+        sync: sync.as_ref(),
+    };
     let deploy = match &a.deploy {
         Some(d) => match DeployRepo::open(d, &a.branch, false, false) {
             Ok(repo) => Some(repo),
             // A deploy repo that does not exist yet: everything is new.
-            Err(_) if !std::path::Path::new(d).exists() && !starmap::git::is_url(d) => None,
+            Err(_) if !std::path::Path::new(d).exists() && !starmap::gitstore::is_url(d) => None,
             Err(e) => return Err(e),
         },
         None => None,
     };
-    let changes = deploy::plan(&model, &plan, &renderer, deploy.as_ref(), a.diff)?;
+    let changes = deploy::plan(&sources, deploy.as_ref(), a.diff)?;
     let repo = deploy.as_ref().map(|d| &d.repo);
     output::plan_result(&changes, repo, a.diff, a.output, &plan.warnings);
     Ok(if a.detailed_exitcode && !changes.is_empty() {
@@ -131,11 +140,11 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
             let deploy = DeployRepo::open(d, &a.branch, false, false)?;
             deploy.fetch()?;
             let tip = deploy.tip()?;
-            Some(deploy::rollouts::read_states(&deploy.repo, tip.map(|t| t.tree)))
+            Some(starmap::snapshot::read_states(&deploy.repo, tip.map(|t| t.tree)))
         }
         None => None,
     };
-    let explanation = plan::explain::explain(
+    let explanation = starmap::explain::explain(
         &model,
         &plan,
         &renderer,
@@ -169,11 +178,10 @@ fn health_cmd(a: args::HealthArgs) -> Result<ExitCode> {
             for object in objects {
                 let text = |p: &str| object.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
                 // An object that exists with no health rules is Healthy (contract section 5).
-                let status =
-                    starmap::status::health::health_of(&object).unwrap_or(starmap::status::health::HealthStatus {
-                        health: starmap::status::health::Health::Healthy,
-                        message: String::new(),
-                    });
+                let status = starmap::health::health_of(&object).unwrap_or(starmap::health::HealthStatus {
+                    health: starmap::health::Health::Healthy,
+                    message: String::new(),
+                });
                 rows.push(serde_json::json!({
                     "kind": text("/kind"),
                     "name": text("/metadata/name"),
@@ -209,10 +217,15 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
     let (model, plan) = load(&a.source)?;
     let env = render::environment();
     let sync = SyncObjects::new(&model, None, &a.branch)?;
-    let renderer = Renderer::new(&model, &env)?.with_sync(sync);
-    let clusters: Vec<_> = plan.clusters.iter().collect();
-    let rendered = renderer.render(&clusters)?;
-    let objects: usize = rendered.iter().map(|r| r.objects.len()).sum();
+    let renderer = Renderer::new(&model, &env)?;
+    let sources = Sources {
+        model: &model,
+        plan: &plan,
+        renderer: &renderer,
+        sync: sync.as_ref(),
+    };
+    let rendered = sources.render_all()?;
+    let objects: usize = rendered.iter().map(|r| r.cluster.objects.len()).sum();
     let schema_report = if a.schemas.is_empty() {
         None
     } else {
@@ -226,12 +239,8 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
                 )));
             }
         }
-        let fleet = renderer
-            .sync()
-            .map(|s| s.fleet_files())
-            .transpose()?
-            .unwrap_or_default();
-        Some(check::against_schemas(&model, &rendered, &fleet, &schemas)?)
+        let fleet = sync.as_ref().map(|s| s.fleet_files()).transpose()?.unwrap_or_default();
+        Some(check::against_schemas(&rendered, &fleet, &schemas)?)
     };
     let invalid = schema_report.as_ref().map(|r| r.invalid.len()).unwrap_or(0);
     match a.output {

@@ -6,7 +6,7 @@ use serde_json::json;
 use starmap::Model;
 use starmap::deploy::Outcome;
 use starmap::deploy::changes::{ChangeKind, Changes};
-use starmap::plan::explain::Explanation;
+use starmap::explain::Explanation;
 
 use super::args::OutputFormat;
 

@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 
 use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs};
 use super::{load, output};
-use starmap::deploy::DeployRepo;
-use starmap::deploy::tree;
-use starmap::status::Health;
+use starmap::formats::PLACEMENT_SUMMARIES_DIR;
+use starmap::formats::status::ClusterStatus;
+use starmap::gitstore::{DeployRepo, entries_at};
+use starmap::health::{Health, severity};
+use starmap::snapshot::{DeployState, read_states};
 use starmap::status::collect::ClusterOutcome;
-use starmap::status::report::{ClusterStatus, PLACEMENT_SUMMARIES_DIR};
-use starmap::status::store::{self, DeployState, RoundOutcome};
-use starmap::status::summary::severity;
+use starmap::status::store::{self, RoundOutcome};
 use starmap::{Error, Result, pipeline};
 
 pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
@@ -153,7 +153,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
     let tip = deploy.tip()?;
     let state = DeployState::read(&deploy.repo, tip)?;
     let mut placements = Vec::new();
-    for (file, oid) in tree::entries_at(&deploy.repo, tip.map(|t| t.tree), PLACEMENT_SUMMARIES_DIR) {
+    for (file, oid) in entries_at(&deploy.repo, tip.map(|t| t.tree), PLACEMENT_SUMMARIES_DIR) {
         let path = format!("{PLACEMENT_SUMMARIES_DIR}/{file}");
         let blob = deploy.repo.find_blob(oid)?;
         let text = String::from_utf8_lossy(blob.content()).into_owned();
@@ -161,7 +161,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             placements.push(doc.value);
         }
     }
-    let rollouts = starmap::deploy::rollouts::read_states(&deploy.repo, tip.map(|t| t.tree));
+    let rollouts = read_states(&deploy.repo, tip.map(|t| t.tree));
     let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
     clusters.sort_by_key(|s| {
         (

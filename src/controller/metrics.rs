@@ -11,8 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::formats::status::ClusterStatus;
 use crate::rollout::Progress;
-use crate::status::report::ClusterStatus;
 
 type Label = [(&'static str, &'static str); 1];
 type PlacementLabel = [(&'static str, String); 1];

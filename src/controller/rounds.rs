@@ -3,13 +3,13 @@
 //! thread; a round in flight is never cancelled, only no new one starts once told to stop.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
 use super::metrics::{Loop, RoundResult};
 use super::{Settings, Shared};
-use crate::{Error, pipeline};
+use crate::{Error, pipeline, retry};
 
 /// Run both loops until `stop` turns true; returns when the rounds in flight are done.
 pub(super) async fn run(settings: Arc<Settings>, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
@@ -26,16 +26,6 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// The wait before the next round: the interval, doubled after each failure in a row, up to
-/// ten intervals or 5 minutes (never less than the interval).
-pub(super) fn backoff(interval: Duration, failures: u32) -> Duration {
-    if failures == 0 {
-        return interval;
-    }
-    let cap = interval.max((interval * 10).min(Duration::from_secs(300)));
-    interval.saturating_mul(1 << (failures - 1).min(20)).min(cap)
-}
-
 async fn render_loop(settings: Arc<Settings>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0;
     let mut warned: Vec<String> = Vec::new();
@@ -50,7 +40,7 @@ async fn render_loop(settings: Arc<Settings>, shared: Arc<Shared>, mut stop: wat
         };
         tokio::select! {
             _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(backoff(settings.interval, failures)) => {}
+            _ = tokio::time::sleep(retry::after_failures(settings.interval, failures)) => {}
             // A webhook or a status commit (rollout gates are evaluated by render).
             _ = shared.trigger.notified() => {}
         }
@@ -142,7 +132,7 @@ async fn status_loop(settings: Arc<Settings>, shared: Arc<Shared>, mut stop: wat
         };
         tokio::select! {
             _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(backoff(settings.status_interval, failures)) => {}
+            _ = tokio::time::sleep(retry::after_failures(settings.status_interval, failures)) => {}
         }
     }
 }
@@ -192,23 +182,5 @@ async fn status_round(settings: &Settings, shared: &Shared, model: Arc<crate::Mo
             shared.metrics.round(Loop::Status, RoundResult::Error, took);
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_ten_intervals_or_five_minutes() {
-        let s = Duration::from_secs;
-        assert_eq!(backoff(s(30), 0), s(30));
-        assert_eq!(backoff(s(30), 1), s(30));
-        assert_eq!(backoff(s(30), 2), s(60));
-        assert_eq!(backoff(s(30), 5), s(300));
-        assert_eq!(backoff(s(30), 50), s(300));
-        assert_eq!(backoff(s(1), 10), s(10));
-        // Long intervals are never shortened.
-        assert_eq!(backoff(s(3600), 3), s(3600));
     }
 }

@@ -7,11 +7,11 @@ use std::fmt::Write;
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use super::objects::hash_object;
-use super::tree;
 use crate::error::Result;
+use crate::formats::files::KUSTOMIZATION_FILE;
+use crate::gitstore::{hash_object, list_blobs};
 use crate::model::{Model, ObjectId};
-use crate::render::{RenderedCluster, output::KUSTOMIZATION_FILE};
+use crate::render::RenderedCluster;
 use crate::yaml;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -124,7 +124,7 @@ pub fn compare(
             continue;
         }
         let mut old: BTreeMap<String, Oid> = match n.old_tree {
-            Some(t) => tree::list_blobs(repo, t)?.into_iter().collect(),
+            Some(t) => list_blobs(repo, t)?.into_iter().collect(),
             None => BTreeMap::new(),
         };
         let old_kustomization = old.remove(KUSTOMIZATION_FILE);
@@ -168,7 +168,7 @@ pub fn compare(
         });
     }
     for (name, tree_oid) in removed {
-        let mut old: BTreeMap<String, Oid> = tree::list_blobs(repo, *tree_oid)?.into_iter().collect();
+        let mut old: BTreeMap<String, Oid> = list_blobs(repo, *tree_oid)?.into_iter().collect();
         let kustomization = old.remove(KUSTOMIZATION_FILE).map(|k| (Some(k), None));
         let objects = old
             .into_iter()

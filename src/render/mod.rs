@@ -2,8 +2,6 @@
 //! parallel over clusters: templates, customizations, normalization, YAML output.
 
 mod normalize;
-pub mod output;
-pub mod template;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -11,11 +9,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Location, Result};
+use crate::formats::files;
+use crate::formats::index::{ClusterIndex, IndexEntry};
 use crate::model::{Cluster, Model, ObjectId, Workload};
 use crate::plan::{ClusterPlan, PlacedObject};
+use crate::template::{self, PathSeg, Templates, collect_templates, expand_leaves};
 use crate::yaml::{self, Step};
 pub use normalize::normalize;
-use template::{Templates, is_template};
 
 /// Bumped whenever rendering changes its output for the same input, so cached cluster
 /// directories are rendered again.
@@ -29,8 +29,6 @@ pub struct RenderedCluster {
     pub objects: Vec<RenderedObject>,
     /// `kustomization.yaml`'s content.
     pub kustomization: String,
-    /// The Argo CD and Flux files of this cluster (empty when none are generated).
-    pub sync: crate::gitops::ClusterSyncFiles,
 }
 
 #[derive(Debug, Clone)]
@@ -39,15 +37,15 @@ pub struct RenderedObject {
     pub content: String,
     pub api_version: String,
     pub id: ObjectId,
-    /// Index into `Model::workloads`.
-    pub workload: usize,
+    /// Index into `Model::workloads`; `None` for an object kept from the branch tip because a
+    /// rollout holds it back (`desired::hold`).
+    pub workload: Option<usize>,
+    /// The source path it was rendered from.
+    pub source: String,
     pub placements: Vec<String>,
     pub customizations: Vec<String>,
     /// What each customization did, when rendering for `explain`.
     pub changes: Vec<Change>,
-    /// Kept from the branch tip because a rollout holds it back (`deploy::hold`): the
-    /// source path its index entry named. `workload` is meaningless then.
-    pub held_from: Option<String>,
 }
 
 /// One thing a customization did to an object (for `explain`).
@@ -62,7 +60,6 @@ pub struct Renderer<'m> {
     model: &'m Model,
     templates: Templates<'m, 'm>,
     explain: bool,
-    sync: Option<crate::gitops::SyncObjects<'m>>,
 }
 
 /// The template environment lives outside the renderer, which borrows it.
@@ -124,28 +121,11 @@ impl<'m> Renderer<'m> {
             model,
             templates,
             explain: false,
-            sync: None,
         })
     }
 
-    /// Also generate each cluster's Argo CD and Flux objects.
-    pub fn with_sync(mut self, sync: Option<crate::gitops::SyncObjects<'m>>) -> Self {
-        self.sync = sync;
-        self
-    }
-
-    pub fn sync(&self) -> Option<&crate::gitops::SyncObjects<'m>> {
-        self.sync.as_ref()
-    }
-
-    /// Digest of everything that shapes every cluster's files: the source (see
-    /// `global_digest`) and the sync objects' settings and templates.
-    pub fn inputs_digest(&self) -> Sha256 {
-        let mut h = global_digest(self.model);
-        if let Some(sync) = &self.sync {
-            h.update(serde_json::to_vec(&sync.fingerprint()).unwrap_or_default());
-        }
-        h
+    pub fn model(&self) -> &'m Model {
+        self.model
     }
 
     /// Record what each customization changes (slower; for `explain`).
@@ -166,7 +146,7 @@ impl<'m> Renderer<'m> {
     pub fn render_cluster(&self, plan: &ClusterPlan) -> Result<RenderedCluster> {
         let cluster = &self.model.clusters[plan.cluster];
         // Converted once per cluster; each object's context shares it (a cheap clone).
-        let cluster_ctx = minijinja::Value::from(minijinja::value::Serde(cluster_context(cluster)));
+        let cluster_ctx = minijinja::Value::from(minijinja::value::Serde(cluster.template_context()));
         let mut objects = Vec::with_capacity(plan.objects.len());
         for placed in &plan.objects {
             let object = self
@@ -177,9 +157,9 @@ impl<'m> Renderer<'m> {
         objects.sort_by(|a, b| a.file.cmp(&b.file));
         for pair in objects.windows(2) {
             if pair[0].file == pair[1].file {
-                let w = &self.model.workloads[pair[1].workload];
+                let at = pair[1].workload.map(|w| self.model.workloads[w].source.clone());
                 return Err(Error::at(
-                    w.source.clone(),
+                    at.unwrap_or_else(|| Location::new(pair[1].source.clone(), 0)),
                     format!(
                         "{} and {} would be written to the same file {}",
                         pair[0].id, pair[1].id, pair[1].file
@@ -188,18 +168,7 @@ impl<'m> Renderer<'m> {
                 .with_cluster(&cluster.name));
             }
         }
-        let files: Vec<&str> = objects.iter().map(|o| o.file.as_str()).collect();
-        let kustomization = yaml::to_yaml_string(&output::kustomization(&files));
-        let sync = match &self.sync {
-            Some(sync) => sync.cluster_files(cluster)?,
-            None => Default::default(),
-        };
-        Ok(RenderedCluster {
-            name: cluster.name.clone(),
-            objects,
-            kustomization,
-            sync,
-        })
+        Ok(RenderedCluster::new(cluster.name.clone(), objects))
     }
 
     fn render_object(&self, cluster_ctx: &minijinja::Value, placed: &PlacedObject) -> Result<RenderedObject> {
@@ -288,12 +257,12 @@ impl<'m> Renderer<'m> {
         };
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         Ok(RenderedObject {
-            file: output::object_file(&id),
+            file: files::object_file(&id),
             content: yaml::to_yaml_string(&object),
             api_version,
             id,
-            workload: placed.workload,
-            held_from: None,
+            workload: Some(placed.workload),
+            source: w.source.path.clone(),
             placements: placed
                 .placed_by
                 .iter()
@@ -353,91 +322,6 @@ fn leaf_paths(v: &Value, prefix: String, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// A path into a value, owned (the value is being changed while we walk it).
-#[derive(Debug, Clone)]
-pub(crate) enum PathSeg {
-    Key(String),
-    Index(usize),
-}
-
-impl PathSeg {
-    pub(crate) fn step(&self) -> Step<'_> {
-        match self {
-            PathSeg::Key(k) => Step::Key(k),
-            PathSeg::Index(i) => Step::Index(*i),
-        }
-    }
-}
-
-/// Where a template failed, its text, and why.
-pub(crate) type LeafError = (Vec<PathSeg>, String, String);
-
-/// Expand every template string leaf of `value` in place.
-pub(crate) fn expand_leaves(
-    value: &mut Value,
-    templates: &Templates<'_, '_>,
-    context: &minijinja::Value,
-    path: &mut Vec<PathSeg>,
-) -> Result<(), LeafError> {
-    match value {
-        Value::String(s) if is_template(s) => {
-            *value = templates.expand(s, context).map_err(|e| (path.clone(), s.clone(), e))?;
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(PathSeg::Index(i));
-                expand_leaves(item, templates, context, path)?;
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(PathSeg::Key(k.clone()));
-                expand_leaves(v, templates, context, path)?;
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Call `f` with every template string leaf and its path.
-pub(crate) fn collect_templates<'v>(
-    value: &'v Value,
-    path: &mut Vec<Step<'v>>,
-    f: &mut impl FnMut(&'v str, &[Step<'v>]),
-) {
-    match value {
-        Value::String(s) if is_template(s) => f(s, path),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(Step::Index(i));
-                collect_templates(item, path, f);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                path.push(Step::Key(k));
-                collect_templates(v, path, f);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `cluster` in templates: name, labels (with the implicit one), annotations, properties.
-pub fn cluster_context(c: &Cluster) -> Value {
-    json!({
-        "name": c.name,
-        "labels": c.labels,
-        "annotations": c.annotations,
-        "properties": c.spec.properties,
-    })
-}
-
 /// `object` in templates: apiVersion, kind, metadata.name, metadata.namespace.
 fn object_context(o: &Value) -> Value {
     json!({
@@ -494,34 +378,54 @@ pub fn cluster_digest(global: &Sha256, cluster: &Cluster) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
-/// The index of one cluster: which object, from which source, through which placements.
-/// The status work reads it to know what to look for on each cluster.
-pub fn index(model: &Model, rendered: &RenderedCluster) -> Value {
-    let objects: Vec<Value> = rendered
-        .objects
-        .iter()
-        .map(|o| {
-            let mut entry = serde_json::Map::new();
-            entry.insert("file".into(), json!(o.file));
-            entry.insert("apiVersion".into(), json!(o.api_version));
-            entry.insert("kind".into(), json!(o.id.kind));
-            if let Some(ns) = &o.id.namespace {
-                entry.insert("namespace".into(), json!(ns));
-            }
-            entry.insert("name".into(), json!(o.id.name));
-            // The path, not the line: moving an object within its file (adding a comment
-            // above it) must not change the deploy repo.
-            let source = match &o.held_from {
-                Some(path) => path.as_str(),
-                None => model.workloads[o.workload].source.path.as_str(),
-            };
-            entry.insert("source".into(), json!(source));
-            entry.insert("placements".into(), json!(o.placements));
-            if !o.customizations.is_empty() {
-                entry.insert("customizations".into(), json!(o.customizations));
-            }
-            Value::Object(entry)
-        })
-        .collect();
-    json!({ "cluster": rendered.name, "objects": objects })
+impl RenderedCluster {
+    /// A cluster of `objects` (sorted by file), with the `kustomization.yaml` listing them.
+    pub fn new(name: String, objects: Vec<RenderedObject>) -> RenderedCluster {
+        let files: Vec<&str> = objects.iter().map(|o| o.file.as_str()).collect();
+        let kustomization = files::kustomization_yaml(&files);
+        RenderedCluster {
+            name,
+            objects,
+            kustomization,
+        }
+    }
+
+    /// Its index (`.starmap/clusters/<cluster>.yaml`): which object, from which source,
+    /// through which placements. Status collection reads it to know what to look for.
+    pub fn index(&self) -> ClusterIndex {
+        ClusterIndex {
+            cluster: self.name.clone(),
+            objects: self
+                .objects
+                .iter()
+                .map(|o| IndexEntry {
+                    file: o.file.clone(),
+                    api_version: o.api_version.clone(),
+                    kind: o.id.kind.clone(),
+                    namespace: o.id.namespace.clone(),
+                    name: o.id.name.clone(),
+                    source: Some(o.source.clone()),
+                    placements: o.placements.clone(),
+                    customizations: o.customizations.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Digest of what `placement` puts on this cluster: its objects' files and contents. Two
+    /// renders giving the same digest give the cluster the same files of the placement.
+    pub fn placement_digest(&self, placement: &str) -> String {
+        let mut h = Sha256::new();
+        for o in self
+            .objects
+            .iter()
+            .filter(|o| o.placements.iter().any(|p| p == placement))
+        {
+            h.update((o.file.len() as u64).to_le_bytes());
+            h.update(o.file.as_bytes());
+            h.update((o.content.len() as u64).to_le_bytes());
+            h.update(o.content.as_bytes());
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
 }

@@ -1,22 +1,9 @@
 //! How one cluster of an open wave stands against the gate, from its status file.
 
-use serde::{Deserialize, Serialize};
-
-use crate::status::Health;
-use crate::status::collect::IndexEntry;
-use crate::status::report::ClusterStatus;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GateState {
-    /// Runs the deploy commit holding its files, every object of the placement Healthy.
-    Healthy,
-    /// Runs it; objects still Progressing, Missing, Suspended or Unknown.
-    Progressing,
-    /// Does not run it yet, or no fresh status says so (stale, never collected).
-    Pending,
-    /// Runs it and an object of the placement is Degraded.
-    Failed,
-}
+use crate::formats::index::IndexEntry;
+use crate::formats::rollout::GateState;
+use crate::formats::status::ClusterStatus;
+use crate::health::{Health, severity};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterGate {
@@ -93,7 +80,7 @@ pub fn cluster_gate(placement: &str, placed: &[&IndexEntry], status: Option<&Clu
             continue;
         }
         // Degraded decides the state (a failure), whatever else is not Healthy.
-        let rank = |h: Health| (h == Health::Degraded, crate::status::summary::severity(h));
+        let rank = |h: Health| (h == Health::Degraded, severity(h));
         if worst.as_ref().is_none_or(|(w, _)| rank(health) > rank(*w)) {
             let text = if message.is_empty() {
                 format!("{id} {health}")

@@ -2,126 +2,27 @@
 //! opening only when the clusters of the open ones run the new revision and are Healthy
 //! (contract: docs/rollouts.md).
 //!
-//! Everything here is pure: the deploy layer reads the state at the branch tip and the
-//! status files, calls [`advance`], and holds back the files of the clusters whose wave is
-//! not open (`deploy::hold`). The state is written to `.starmap/rollouts/<placement>.yaml`
-//! in the same commit as the files it decided, so a crash never separates the two.
+//! Everything here is pure: given the states at the branch tip (`formats::rollout`), what each
+//! gated placement renders now, the index and status of each cluster and the time, [`decide`]
+//! tells where every rollout goes next and which clusters keep which placements' files from
+//! the tip (`desired` composes them). The state is written to
+//! `.starmap/rollouts/<placement>.yaml` in the same commit as the files it decided, so a crash
+//! never separates the two.
 
+mod decide;
 pub mod gate;
 pub mod waves;
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-
-pub use gate::{ClusterGate, GateState};
+pub use decide::{Decision, Gated, Observed, Prepared, decide, gated_placements, needs_status, prepare};
+pub use gate::ClusterGate;
 pub use waves::Wave;
 
+pub use crate::formats::rollout::{Blocking, GateState, Phase, Progress, State, WaveState};
 use crate::spec::RolloutSpec;
-use crate::status::collect::{parse_rfc3339_utc, rfc3339_utc};
+use crate::time::{human, parse_rfc3339, rfc3339};
 
-/// `.starmap/rollouts/`: one file per placement with a rollout or suspension.
-pub const ROLLOUTS_DIR: &str = ".starmap/rollouts";
 /// Clusters named in a state file's `blocking` list, at most.
 const BLOCKING_SHOWN: usize = 10;
-
-/// Where a placement's rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Waves are opening as their gates pass.
-    Progressing,
-    /// No wave opens: the progress deadline passed or too many clusters failed; `message`
-    /// says why. It goes on by itself once the open waves pass the gate.
-    Paused,
-    /// Every wave is open.
-    Complete,
-    /// `spec.suspend`: no cluster's files of this placement change.
-    Suspended,
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-
-/// One placement's rollout, as a render leaves it (for the CLI and the controller's metrics).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Progress {
-    pub placement: String,
-    pub phase: Phase,
-    /// Waves open (1 = only the first wave gets the new revision).
-    pub open_waves: usize,
-    pub waves: usize,
-    /// Why it waits or stopped; empty when complete.
-    pub message: String,
-}
-
-/// `.starmap/rollouts/<placement>.yaml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct State {
-    pub placement: String,
-    /// Digest of what the placement renders on each of its clusters: a new value starts a
-    /// new rollout. Absent while suspended before any rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// The source commit the revision was first seen in, when the source is a git repo.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_commit: Option<String>,
-    pub phase: Phase,
-    pub open_waves: usize,
-    pub waves: Vec<WaveState>,
-    /// When the rollout of this revision started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// When the last wave opened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wave_opened_at: Option<String>,
-    /// Since when the open waves pass their gate (absent: they do not).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthy_since: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// Clusters of the open waves keeping the gate closed (the first few), and why.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub blocking: Vec<Blocking>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WaveState {
-    pub name: String,
-    pub clusters: usize,
-    pub open: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Blocking {
-    pub cluster: String,
-    pub state: GateState,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-}
-
-impl State {
-    pub fn progress(&self) -> Progress {
-        Progress {
-            placement: self.placement.clone(),
-            phase: self.phase,
-            open_waves: self.open_waves,
-            waves: self.waves.len(),
-            message: self.message.clone(),
-        }
-    }
-
-    /// Path of its file in the deploy repo.
-    pub fn file(placement: &str) -> String {
-        format!("{ROLLOUTS_DIR}/{placement}.yaml")
-    }
-}
 
 /// What [`advance`] needs to know about one placement.
 pub struct Inputs<'a> {
@@ -277,7 +178,7 @@ pub fn advance(inputs: &Inputs<'_>, gate: &dyn Fn(&str) -> ClusterGate) -> State
         let opened = state
             .wave_opened_at
             .as_deref()
-            .and_then(parse_rfc3339_utc)
+            .and_then(parse_rfc3339)
             .unwrap_or(inputs.now);
         let deadline = spec.progress_deadline();
         if inputs.now - opened > deadline.as_secs() as i64 {
@@ -299,7 +200,7 @@ pub fn advance(inputs: &Inputs<'_>, gate: &dyn Fn(&str) -> ClusterGate) -> State
         return state;
     }
     // The gate passes; it must keep passing for minHealthyTime.
-    let since = match state.healthy_since.as_deref().and_then(parse_rfc3339_utc) {
+    let since = match state.healthy_since.as_deref().and_then(parse_rfc3339) {
         Some(t) => t,
         None => {
             state.healthy_since = Some(now.clone());
@@ -347,26 +248,6 @@ fn open_past_empty(waves: &[Wave], open: usize) -> usize {
         open += 1;
     }
     open
-}
-
-fn rfc3339(secs: i64) -> String {
-    let t = if secs >= 0 {
-        std::time::UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        std::time::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    };
-    rfc3339_utc(t)
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s if s > 60 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }
 
 /// Which clusters of a placement keep its files from the tip: every destination while the

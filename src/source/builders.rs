@@ -14,8 +14,7 @@ use super::tools;
 use super::tree::{Checkout, SourceTree};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Workload};
-use crate::render::template::{self, Templates};
-use crate::render::{PathSeg, collect_templates, expand_leaves};
+use crate::template::{self, PathSeg, Templates, collect_templates, expand_leaves};
 use crate::yaml::{self, Doc, Step};
 
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -158,7 +157,7 @@ impl Chart {
         let mut groups: BTreeMap<String, (Value, Vec<usize>)> = BTreeMap::new();
         for (i, cluster) in clusters.iter().enumerate() {
             let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
-                "cluster": crate::render::cluster_context(cluster),
+                "cluster": cluster.template_context(),
             })));
             let mut values = doc.value.clone();
             let mut path = Vec::new();

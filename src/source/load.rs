@@ -8,15 +8,14 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::builders::{Chart, ToolDirs, build_kustomize};
-use super::config::{CONFIG_FILE, Config};
 use super::tree::SourceTree;
+use crate::config::{self, CONFIG_FILE, Config, TEMPLATES_DIR};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, TemplateOverride, Workload};
 use crate::spec::{
-    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc, StatusSummaryDoc,
-    TEMPLATE_ANNOTATION,
+    self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc, StatusSummary,
+    StatusSummaryDoc, TEMPLATE_ANNOTATION,
 };
-use crate::status::summary::StatusSummary;
 use crate::yaml::{Doc, LineTree, Step, from_doc, parse_documents};
 
 /// Where Cluster objects come from besides the source.
@@ -29,7 +28,10 @@ pub enum Inventory {
 
 /// Read, parse and validate a source (and inventory) into a model.
 pub fn load_model(source: &SourceTree, inventory: &Inventory) -> Result<Model> {
-    let config = Config::load(source)?;
+    let config = match source.file(CONFIG_FILE) {
+        Some(file) => Config::parse(&file.text, &source.display_path(CONFIG_FILE))?,
+        None => Config::default(),
+    };
     let ignore = ignore_matcher(&config, source)?;
     let mut parts = Parts::default();
     collect(source, Some(&ignore), false, &mut parts)?;
@@ -103,8 +105,8 @@ struct Located {
 
 fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, parts: &mut Parts) -> Result<()> {
     for f in tree.files.iter().filter(|f| f.path.ends_with(".j2")) {
-        let name = f.path.trim_start_matches(crate::gitops::TEMPLATES_DIR);
-        if inventory_only || !crate::gitops::BUILT_IN.iter().any(|(n, _)| *n == name) {
+        let name = f.path.trim_start_matches(TEMPLATES_DIR);
+        if inventory_only || !config::templates::ALL.contains(&name) {
             tracing::warn!("{}: not a template starmap knows; ignored", tree.display_path(&f.path));
             continue;
         }

@@ -3,11 +3,9 @@
 //! the YAML/JSON files under the root, as text, with paths relative to the root.
 
 mod builders;
-mod config;
 mod load;
 pub mod tools;
 mod tree;
 
-pub use config::{ArgoCdGenerator, ArgoCdMode, CONFIG_FILE, Config, FluxSettings};
 pub use load::{Inventory, load_model};
 pub use tree::{SourceFile, SourceTree};

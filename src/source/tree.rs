@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Location, Result};
-use crate::git::{self, RepoSpec};
+use crate::gitstore::remote::{self as git, RepoSpec};
 
 /// One file of a source.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ fn wanted(path: &str) -> bool {
         || path.ends_with(".json")
         || path == "Kustomization"
         || path.ends_with("/Kustomization")
-        || (path.starts_with(crate::gitops::TEMPLATES_DIR) && path.ends_with(".j2"))
+        || (path.starts_with(crate::config::TEMPLATES_DIR) && path.ends_with(".j2"))
 }
 
 impl SourceTree {

@@ -7,9 +7,12 @@ mod selector;
 mod summary;
 
 pub use names::{validate_cluster_name, validate_object_name};
-pub use rollout::{REMAINING_WAVE, RolloutSpec, WaveSpec, parse_duration};
+pub use rollout::{REMAINING_WAVE, RolloutSpec, WaveSpec};
 pub use selector::{CompiledObjectTest, LabelSelector, Labels, ObjectFacts, ObjectTest, Operator, Requirement};
-pub use summary::{Aggregate, AggregateOp, DEFAULT_SUMMARY_LIMIT, NamedExpr, StatusSummaryDoc, StatusSummarySpec};
+pub use summary::{
+    Aggregate, AggregateColumn, AggregateOp, Column, DEFAULT_SUMMARY_LIMIT, NamedExpr, SELECT_IDENTITY_COLUMNS,
+    SpecError, StatusSummary, StatusSummaryDoc, StatusSummarySpec, SummaryMode,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,13 +1,7 @@
-//! Status of live objects on the clusters (api.md section 5).
-//!
-//! [`health`] holds the per-kind health rules (Argo CD / gitops-engine and kstatus semantics);
-//! [`report`] the status files written into the deploy repo; [`collect`] reads the clusters;
-//! [`summary`] rolls status files up into summaries.
+//! Status from the clusters back into git (api.md section 5): [`collect`] reads the live
+//! objects of each cluster (through its kubeconfig context, or an Argo CD hub), [`store`]
+//! writes one status commit per round. The files' formats are `formats::status`; health rules
+//! are `health`; summaries are `summary`.
 
 pub mod collect;
-pub mod health;
-pub mod report;
 pub mod store;
-pub mod summary;
-
-pub use health::{Health, HealthStatus, application_health, health_of, health_of_live};

@@ -10,11 +10,13 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 
 use super::client::{Failure, Reader, show_duration};
-use super::{ClusterOutcome, IndexEntry, Options, SOURCE_ARGOCD, Target, load_kubeconfig, now_rfc3339, revision_sha};
+use super::{ClusterOutcome, Options, SOURCE_ARGOCD, Target, load_kubeconfig, revision_sha};
+use crate::config::Config;
 use crate::error::Result;
-use crate::source::Config;
-use crate::status::report::{ClusterStatus, ObjectStatus, SyncStatus};
-use crate::status::{Health, HealthStatus, application_health};
+use crate::formats::index::IndexEntry;
+use crate::formats::status::{ClusterStatus, ObjectStatus, SyncStatus};
+use crate::health::{Health, HealthStatus, application_health};
+use crate::time::now_rfc3339;
 
 /// The label that ties an Application to its inventory cluster.
 pub const CLUSTER_LABEL: &str = "starmap.dev/cluster";

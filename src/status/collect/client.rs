@@ -71,12 +71,14 @@ impl Reader {
     }
 
     /// Runs `request` until it answers, retrying transient failures (connection refused or
-    /// reset, no answer within the attempt timeout, 429, 5xx) with exponential backoff.
+    /// reset, no answer within the attempt timeout, 429, 5xx) with jittered exponential backoff
+    /// (`retry::requests`).
     pub async fn call<T, F, Fut>(&self, request: F) -> Result<T, Failure>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = kube::Result<T>>,
     {
+        let mut delays = crate::retry::requests(self.backoff, self.retries);
         let mut attempt = 0;
         loop {
             let outcome = match tokio::time::timeout(self.attempt_timeout, request()).await {
@@ -90,12 +92,14 @@ impl Reader {
             };
             match outcome {
                 Classified::Final(f) => return Err(f),
-                Classified::Transient(_) if attempt < self.retries => {
-                    tokio::time::sleep(self.backoff.saturating_mul(1 << attempt.min(16))).await;
-                    attempt += 1;
-                }
-                Classified::Transient(m) if attempt == 0 => return Err(Failure::Cluster(m)),
-                Classified::Transient(m) => return Err(Failure::Cluster(format!("{m} ({} attempts)", attempt + 1))),
+                Classified::Transient(m) => match delays.next() {
+                    Some(delay) => {
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None if attempt == 0 => return Err(Failure::Cluster(m)),
+                    None => return Err(Failure::Cluster(format!("{m} ({} attempts)", attempt + 1))),
+                },
             }
         }
     }

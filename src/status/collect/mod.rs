@@ -5,7 +5,8 @@
 //!
 //! ```no_run
 //! # async fn run() -> starmap::Result<()> {
-//! use starmap::status::collect::{ClusterOutcome, Options, Target, collect, parse_index};
+//! use starmap::formats::index::parse_index;
+//! use starmap::status::collect::{ClusterOutcome, Options, Target, collect};
 //!
 //! let text = std::fs::read_to_string("deploy/.starmap/clusters/c1.yaml").unwrap();
 //! let index = parse_index(&text, ".starmap/clusters/c1.yaml")?;
@@ -37,8 +38,6 @@
 
 mod argocd;
 mod client;
-mod index;
-mod time;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,15 +49,15 @@ use kube::config::Kubeconfig;
 use serde_json::Value;
 
 pub use argocd::{ArgoCdHub, collect_argocd};
-pub use index::{ClusterIndex, IndexEntry, parse_index};
-pub use time::{now_rfc3339, parse_rfc3339_utc, rfc3339_utc};
 
 use self::client::{Failure, Kinds, Reader, show_duration};
+use crate::config::{Config, FluxSettings};
 use crate::error::{Error, Result};
+use crate::formats::index::IndexEntry;
+use crate::formats::status::{ClusterStatus, ObjectStatus, SyncStatus, stable_status};
+use crate::health::{Health, HealthStatus, health_of_live};
 use crate::model::Cluster;
-use crate::source::{Config, FluxSettings};
-use crate::status::report::{ClusterStatus, ObjectStatus, SyncStatus, stable_status};
-use crate::status::{Health, HealthStatus, health_of_live};
+use crate::time::now_rfc3339;
 
 /// Clusters read at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 16;

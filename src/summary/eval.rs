@@ -9,15 +9,12 @@ use kube_cel::cel::{Context, Value};
 use rayon::prelude::*;
 use serde_json::Value as Json;
 
-use super::cel::{self, Access, CelExpr, Var, union_access};
-use super::{
-    ERRORS_LIMIT, Inputs, ObjectLookup, RowError, StatusSummary, SummaryMode, SummaryResult, is_destination,
-    object_key, object_name,
-};
+use super::{ERRORS_LIMIT, Inputs, ObjectLookup, RowError, SummaryResult, object_key, object_name};
+use crate::cel::{self, Access, CelExpr, Var, union_access};
+use crate::formats::status::{ClusterStatus, ObjectStatus};
+use crate::health::{HEALTH_ORDER, Health, severity};
 use crate::model::{Cluster, ObjectId, Workload, group_of};
-use crate::spec::{AggregateOp, ObjectFacts};
-use crate::status::Health;
-use crate::status::report::{ClusterStatus, ObjectStatus};
+use crate::spec::{AggregateOp, ObjectFacts, StatusSummary, SummaryMode};
 
 /// The result of an expression on a row; errors are messages (shared by memoized rows).
 type Outcome = Result<Value, Arc<str>>;
@@ -34,7 +31,7 @@ enum Class {
 }
 
 fn tuple_index(h: Health, applied: bool, stale: bool, current: bool) -> usize {
-    super::severity(h) * 8 + usize::from(applied) * 4 + usize::from(stale) * 2 + usize::from(current)
+    severity(h) * 8 + usize::from(applied) * 4 + usize::from(stale) * 2 + usize::from(current)
 }
 
 fn health_value(h: Health) -> Value {
@@ -336,8 +333,8 @@ fn push_expr<'a>(exprs: &mut Vec<Expr<'a>>, expr: &'a CelExpr, field: String) ->
 /// The outcome of an expression that reads only `health`, `applied`, `stale`, `current`,
 /// for every tuple of them (48 evaluations, whatever the size of the fleet).
 fn tuple_table(expr: &CelExpr) -> Vec<Outcome> {
-    let mut table = vec![Ok(Value::Null); super::HEALTH_ORDER.len() * 8];
-    for h in super::HEALTH_ORDER {
+    let mut table = vec![Ok(Value::Null); HEALTH_ORDER.len() * 8];
+    for h in HEALTH_ORDER {
         for applied in [false, true] {
             for stale in [false, true] {
                 for current in [false, true] {
@@ -573,7 +570,7 @@ impl Row<'_, '_> {
         match x.class {
             Class::Tuple => x.table[tuple_index(health, applied, self.cs.stale, self.cs.current)].clone(),
             Class::Cluster => {
-                let slot = super::severity(health) * 2 + usize::from(applied);
+                let slot = severity(health) * 2 + usize::from(applied);
                 if let Some(done) = &self.memo[e][slot] {
                     return done.clone();
                 }
@@ -738,11 +735,7 @@ fn zero_row_groups(inputs: &Inputs<'_>, shared: &Shared<'_>, p: &Prepared<'_>) -
     if !cluster_only {
         return BTreeSet::new();
     }
-    let destinations: Vec<&Cluster> = inputs
-        .clusters
-        .iter()
-        .filter(|c| is_destination(placement, c))
-        .collect();
+    let destinations: Vec<&Cluster> = inputs.clusters.iter().filter(|c| placement.selects(c)).collect();
     let keys: Vec<Option<Vec<String>>> = destinations
         .par_iter()
         .map(|c| {

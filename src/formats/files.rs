@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 
 use crate::model::ObjectId;
+use crate::yaml;
 
 pub const KUSTOMIZATION_FILE: &str = "kustomization.yaml";
 /// Directory of objects without a namespace (`_` is not valid in namespace names).
@@ -45,6 +46,11 @@ fn encode(s: &str) -> String {
         out = out.replace('.', "%2E");
     }
     out
+}
+
+/// The text of [`kustomization`].
+pub fn kustomization_yaml(files: &[&str]) -> String {
+    yaml::to_yaml_string(&kustomization(files))
 }
 
 /// `kustomization.yaml` listing `files` (already sorted). An empty list is written as

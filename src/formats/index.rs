@@ -1,10 +1,14 @@
-//! The deploy repo's object index of one cluster, `.starmap/clusters/<cluster>.yaml`
-//! (written by `render::index`): what collection looks for on the cluster.
+//! The deploy repo's object index of one cluster, `.starmap/clusters/<cluster>.yaml`: which
+//! objects a render put on the cluster, from which source, through which placements. Status
+//! collection reads it to know what to look for; the rollout gate, to know what a placement
+//! put where.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Location, Result};
-use crate::yaml::{from_doc, parse_documents};
+use super::status::ObjectStatus;
+use crate::error::Result;
+use crate::health::HealthStatus;
+use crate::yaml;
 
 /// `.starmap/clusters/<cluster>.yaml`: the objects the deploy repo places on one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,11 +19,14 @@ pub struct ClusterIndex {
     pub objects: Vec<IndexEntry>,
 }
 
-/// One object of a cluster's index. Unknown keys are ignored, so an index written by a newer
-/// starmap still reads.
+/// One object of a cluster's index, in the order its keys are written. Unknown keys are
+/// ignored, so an index written by a newer starmap still reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexEntry {
+    /// Its file inside the cluster's directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub file: String,
     pub api_version: String,
     pub kind: String,
     /// Absent for cluster-scoped objects (and for namespaced ones written without a
@@ -27,15 +34,13 @@ pub struct IndexEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
+    /// The source file it was rendered from (the path, not the line: moving an object within
+    /// its file must not change the deploy repo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The placements that put the object on the cluster.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placements: Vec<String>,
-    /// Its file inside the cluster's directory.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub file: String,
-    /// The source file it was rendered from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub customizations: Vec<String>,
 }
@@ -72,8 +77,8 @@ impl IndexEntry {
 impl IndexEntry {
     /// The status of this object with `health`; no generation or live `.status` yet, and not
     /// `applied` (decided later, in git).
-    pub fn status(&self, health: crate::status::HealthStatus) -> crate::status::report::ObjectStatus {
-        crate::status::report::ObjectStatus {
+    pub fn status(&self, health: HealthStatus) -> ObjectStatus {
+        ObjectStatus {
             api_version: self.api_version.clone(),
             kind: self.kind.clone(),
             namespace: self.namespace.clone(),
@@ -89,25 +94,24 @@ impl IndexEntry {
     }
 }
 
+impl ClusterIndex {
+    /// The file's text.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_yaml_string(&serde_json::to_value(self).unwrap_or_default())
+    }
+
+    /// The entries of the objects that `placement` put on the cluster.
+    pub fn placed_by<'a>(&'a self, placement: &'a str) -> impl Iterator<Item = &'a IndexEntry> + 'a {
+        self.objects
+            .iter()
+            .filter(move |e| e.placements.iter().any(|p| p == placement))
+    }
+}
+
 /// Parses the text of `.starmap/clusters/<cluster>.yaml`; `path` names it in errors
 /// (`path:line: ...`).
 pub fn parse_index(text: &str, path: &str) -> Result<ClusterIndex> {
-    // Written by render's emitter: the fast reader takes it; anything else gets the full
-    // parser and its file:line errors.
-    if let Some(value) = crate::yaml::fast::read(text)
-        && let Ok(index) = serde_json::from_value::<ClusterIndex>(value)
-    {
-        return Ok(index);
-    }
-    let docs = parse_documents(text, path)?;
-    match docs.as_slice() {
-        [doc] => from_doc(doc, path),
-        [] => Err(Error::at(Location::new(path, 0), "empty cluster index")),
-        [_, second, ..] => Err(Error::at(
-            Location::new(path, second.line()),
-            "a cluster index holds one document",
-        )),
-    }
+    super::read_one(text, path, "cluster index")
 }
 
 #[cfg(test)]

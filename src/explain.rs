@@ -1,12 +1,13 @@
 //! `explain`: why each object is or is not on a cluster, and what customized it there.
-//! A view of the same `Plan` that render uses; it re-implements no selection.
+//! A view of the same `Plan` and `Renderer` that render uses; it re-implements no selection.
 
 use serde::Serialize;
 
-use super::{Plan, facts, placement_clusters};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Cluster, Model};
+use crate::plan::{Plan, describe_test, facts};
 use crate::render::{Change, Renderer};
+use crate::rollout::{Phase, State, held_clusters, waves};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +84,7 @@ pub fn explain(
     renderer: &Renderer<'_>,
     cluster: &str,
     object: Option<&str>,
-    rollout_states: Option<&std::collections::BTreeMap<String, crate::rollout::State>>,
+    rollout_states: Option<&std::collections::BTreeMap<String, State>>,
 ) -> Result<Explanation> {
     let ci = model
         .clusters
@@ -130,13 +131,13 @@ pub fn explain(
 
     let mut placed = Vec::new();
     for o in &rendered.objects {
-        if !wanted(o.workload) {
+        let Some(wi) = o.workload.filter(|wi| wanted(*wi)) else {
             continue;
-        }
+        };
         let po = cluster_plan
             .objects
             .iter()
-            .find(|p| p.workload == o.workload)
+            .find(|p| p.workload == wi)
             .expect("rendered from this plan");
         let placed_by = po
             .placed_by
@@ -146,14 +147,14 @@ pub fn explain(
                 clause: format!(
                     "workloads[{}] {}",
                     r.clause,
-                    super::describe_test(&model.placements[r.placement].workloads[r.clause].test)
+                    describe_test(&model.placements[r.placement].workloads[r.clause].test)
                 ),
                 cluster_by: cluster_by(r.placement),
             })
             .collect();
         placed.push(PlacedExplanation {
             object: o.id.to_string(),
-            source: model.workloads[o.workload].source.to_string(),
+            source: model.workloads[wi].source.to_string(),
             file: format!("clusters/{}/{}", c.name, o.file),
             placed_by,
             customizations: o.customizations.clone(),
@@ -163,9 +164,7 @@ pub fn explain(
 
     // Objects not here: is there a placement that wants the object, or one that wants
     // the cluster?
-    let selects_cluster: Vec<bool> = (0..model.placements.len())
-        .map(|pi| placement_clusters(model, pi)[ci])
-        .collect();
+    let selects_cluster: Vec<bool> = model.placements.iter().map(|p| p.selects(c)).collect();
     let mut not_placed = Vec::new();
     for wi in 0..model.workloads.len() {
         let other_variant = !model.workloads[wi].exists_for(ci);
@@ -225,21 +224,15 @@ fn rollouts_of(
     model: &Model,
     ci: usize,
     selects_cluster: &[bool],
-    states: Option<&std::collections::BTreeMap<String, crate::rollout::State>>,
+    states: Option<&std::collections::BTreeMap<String, State>>,
 ) -> Vec<RolloutExplanation> {
-    use crate::rollout::{Phase, held_clusters, waves};
     let c = &model.clusters[ci];
     let mut out = Vec::new();
     for (pi, p) in model.placements.iter().enumerate() {
         if !p.spec.is_gated() || !selects_cluster[pi] {
             continue;
         }
-        let members: Vec<&crate::model::Cluster> = placement_clusters(model, pi)
-            .iter()
-            .zip(&model.clusters)
-            .filter(|(on, _)| **on)
-            .map(|(_, c)| c)
-            .collect();
+        let members: Vec<&Cluster> = model.clusters.iter().filter(|c| p.selects(c)).collect();
         let waves = waves::assign(p.spec.rollout.as_ref(), &members);
         let Some((i, wave)) = waves.iter().enumerate().find(|(_, w)| w.clusters.contains(&c.name)) else {
             continue;

@@ -3,13 +3,10 @@
 
 use rayon::prelude::*;
 
-use super::{
-    ClusterHealth, HEALTH_ORDER, Inputs, PLACEMENT_LIST_LIMIT, PlacementSummary, is_destination, object_key,
-    object_name, severity,
-};
+use super::{ClusterHealth, Inputs, PLACEMENT_LIST_LIMIT, PlacementSummary, object_key, object_name};
+use crate::formats::status::ClusterStatus;
+use crate::health::{HEALTH_ORDER, Health, severity};
 use crate::model::{Cluster, Placement};
-use crate::status::Health;
-use crate::status::report::ClusterStatus;
 
 /// One summary per placement of `inputs`, by name. `known` is sorted by cluster.
 pub(super) fn run(inputs: &Inputs<'_>, known: &[(&ClusterStatus, &Cluster)]) -> Vec<PlacementSummary> {
@@ -29,7 +26,7 @@ fn status_of<'a>(known: &[(&'a ClusterStatus, &Cluster)], cluster: &str) -> Opti
 }
 
 fn summarize(p: &Placement, clusters: &[Cluster], known: &[(&ClusterStatus, &Cluster)]) -> PlacementSummary {
-    let destinations: Vec<&Cluster> = clusters.iter().filter(|c| is_destination(p, c)).collect();
+    let destinations: Vec<&Cluster> = clusters.iter().filter(|c| p.selects(c)).collect();
     let mut entries: Vec<(ClusterHealth, bool)> = destinations
         .par_iter()
         .map(|c| cluster_health(p, c, status_of(known, &c.name)))
@@ -82,7 +79,7 @@ fn cluster_health(p: &Placement, c: &Cluster, status: Option<&ClusterStatus>) ->
     let worst = objects
         .iter()
         .copied()
-        .fold(None, |w: Option<&crate::status::report::ObjectStatus>, o| match w {
+        .fold(None, |w: Option<&crate::formats::status::ObjectStatus>, o| match w {
             Some(w) if severity(w.health) >= severity(o.health) => Some(w),
             _ => Some(o),
         });

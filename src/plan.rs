@@ -2,8 +2,6 @@
 //! and which customizations apply to it there. Pure: a `Model` in, a `Plan` out.
 //! `render`, `plan`, `explain` and `validate` are all views of this one `Plan`.
 
-pub mod explain;
-
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -59,16 +57,6 @@ pub fn facts(model: &Model, workload: usize) -> ObjectFacts<'_> {
     }
 }
 
-/// Which clusters each placement selects: by any selector, or by name.
-pub fn placement_clusters(model: &Model, placement: usize) -> Vec<bool> {
-    let p = &model.placements[placement];
-    model
-        .clusters
-        .iter()
-        .map(|c| p.spec.cluster_selectors.iter().any(|s| s.matches(&c.labels)) || p.spec.clusters.contains(&c.name))
-        .collect()
-}
-
 pub fn build(model: &Model) -> Result<Plan> {
     let mut warnings = model.warnings.clone();
     let workload_facts: Vec<ObjectFacts<'_>> = (0..model.workloads.len()).map(|i| facts(model, i)).collect();
@@ -76,7 +64,7 @@ pub fn build(model: &Model) -> Result<Plan> {
     // Per placement: selected clusters, and the first matching clause of each workload.
     let mut placement_hits: Vec<(Vec<bool>, Vec<Option<usize>>)> = Vec::new();
     for (pi, p) in model.placements.iter().enumerate() {
-        let clusters = placement_clusters(model, pi);
+        let clusters = model.destinations(pi);
         if !clusters.iter().any(|x| *x) {
             warnings.push(format!("{}: placement {:?} selects no cluster", p.location, p.name));
         }

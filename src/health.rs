@@ -906,9 +906,38 @@ fn condition_message(c: &Value) -> &str {
     }
 }
 
+/// Health from best to worst, as Argo CD orders it when it rolls objects up.
+pub const HEALTH_ORDER: [Health; 6] = [
+    Health::Healthy,
+    Health::Suspended,
+    Health::Progressing,
+    Health::Missing,
+    Health::Degraded,
+    Health::Unknown,
+];
+
+/// Position of `h` in [`HEALTH_ORDER`]: higher is worse.
+pub fn severity(h: Health) -> usize {
+    HEALTH_ORDER.iter().position(|x| *x == h).unwrap_or(HEALTH_ORDER.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn severity_is_argo_cd_order() {
+        let mut all = vec![
+            Health::Unknown,
+            Health::Healthy,
+            Health::Degraded,
+            Health::Missing,
+            Health::Progressing,
+            Health::Suspended,
+        ];
+        all.sort_by_key(|h| severity(*h));
+        assert_eq!(all, HEALTH_ORDER);
+    }
     use serde_json::json;
 
     fn obj(api_version: &str, kind: &str, extra: Value) -> Value {

@@ -3,12 +3,13 @@
 //! pushing with fetch-rebuild-retry when someone else pushed first.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use git2::{Oid, Repository};
 
+use super::objects::ObjectSet;
+use super::remote::{self as git, RepoSpec};
 use crate::error::{Error, Result};
-use crate::git::{self, RepoSpec};
+use crate::retry;
 
 pub struct DeployRepo {
     pub repo: Repository,
@@ -264,6 +265,106 @@ impl DeployRepo {
     }
 }
 
+/// A commit one attempt proposes: the root tree, the objects it needs, the message.
+pub struct Proposal {
+    pub root: Oid,
+    pub objects: ObjectSet,
+    pub message: String,
+}
+
+/// How an attempt lost to another writer.
+enum Race {
+    /// The local branch moved between reading the tip and moving it.
+    Commit,
+    /// The remote rejected the push: someone else pushed first.
+    Push,
+}
+
+/// What [`DeployRepo::commit_retrying`] did.
+pub struct Committed<T> {
+    /// What the last attempt's `build` returned besides its proposal.
+    pub value: T,
+    /// The new commit; `None` when the last attempt proposed none.
+    pub commit: Option<Oid>,
+    pub pushed: bool,
+    /// Objects newly stored by the commit that landed.
+    pub objects_written: usize,
+}
+
+impl DeployRepo {
+    /// Build on the branch tip and commit, as render and status both do: `build` proposes a
+    /// commit on the tip it is given (or none: nothing to do, or a dry run); its objects are
+    /// stored, the branch moves by compare-and-swap and is pushed if asked. When another writer
+    /// moved the branch first, everything starts again on the new tip, after a jittered wait,
+    /// at most [`retry::COMMIT_ATTEMPTS`] times. `what` names the writer in logs and in the
+    /// error of a branch that kept moving (`writing status`; empty for render).
+    pub fn commit_retrying<T>(
+        &self,
+        push: bool,
+        what: &str,
+        mut build: impl FnMut(Option<Tip>) -> Result<(T, Option<Proposal>)>,
+    ) -> Result<Committed<T>> {
+        let mut delays = retry::commit_race();
+        let mut attempt = 1;
+        loop {
+            self.fetch()?;
+            let tip = self.tip()?;
+            let (value, proposal) = build(tip)?;
+            let Some(Proposal { root, objects, message }) = proposal else {
+                return Ok(Committed {
+                    value,
+                    commit: None,
+                    pushed: false,
+                    objects_written: 0,
+                });
+            };
+            let objects_written = objects.write(&self.repo)?;
+            let commit = self.commit_object(root, tip.map(|t| t.commit), &message)?;
+            let pushed_first = || -> Result<bool> { Ok(push && !self.push()?) };
+            let raced = if !self.advance(tip.map(|t| t.commit), commit, &message)? {
+                Some(Race::Commit)
+            } else if pushed_first()? {
+                Some(Race::Push)
+            } else {
+                None
+            };
+            let Some(race) = raced else {
+                self.update_work_tree(commit)?;
+                return Ok(Committed {
+                    value,
+                    commit: Some(commit),
+                    pushed: push,
+                    objects_written,
+                });
+            };
+            let Some(delay) = delays.next() else {
+                let what = if what.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {what}")
+                };
+                return Err(Error::msg(match race {
+                    Race::Commit => format!(
+                        "the branch {} kept moving; gave up{what} after {attempt} attempts",
+                        self.branch
+                    ),
+                    Race::Push => format!(
+                        "push to {} rejected {attempt} times (the branch keeps moving); nothing was lost, try again",
+                        self.display
+                    ),
+                }));
+            };
+            let why = match race {
+                Race::Commit => "branch moved while committing",
+                Race::Push => "push rejected (someone else pushed)",
+            };
+            tracing::info!(attempt, "{why}; building again on the new tip");
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+}
+
 impl DeployRepo {
     /// Push to an origin that is a repository on this machine, with a real compare-and-swap.
     ///
@@ -340,17 +441,6 @@ fn is_non_fast_forward(e: &git2::Error) -> bool {
     e.code() == git2::ErrorCode::NotFastForward
         || e.message().contains("fast-forward")
         || e.message().contains("fetch first")
-}
-
-/// Bounded retries for commit races and rejected pushes: about 13 s of trying in all, long
-/// enough for a slow render to get between the commits of a busy status writer.
-pub const MAX_ATTEMPTS: u32 = 10;
-
-/// Exponential backoff from 200 ms, capped at 2 s, plus up to 100 ms that differ between
-/// processes, so two writers that collided do not retry in lockstep.
-pub fn backoff(attempt: u32) -> Duration {
-    let jitter = (u64::from(std::process::id()).wrapping_mul(7919) + u64::from(attempt) * 104_729) % 100;
-    Duration::from_millis((100u64 << attempt.min(5)).min(2000) + jitter)
 }
 
 fn is_missing_or_empty(path: &Path) -> bool {

@@ -19,33 +19,29 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::config::templates::{ARGOCD_APPLICATION, ARGOCD_APPLICATIONSET, ARGOCD_ROOT, FLUX_SYNC};
+use crate::config::{ArgoCdMode, Config, TEMPLATES_DIR};
 use crate::error::{Error, Location, Result};
+use crate::formats::files::{KUSTOMIZATION_FILE, kustomization_yaml};
+use crate::formats::{ARGOCD_DIR, FLUX_DIR};
 use crate::model::{Cluster, Model, ObjectId};
-use crate::source::{ArgoCdMode, Config};
 use crate::yaml;
 
-/// Built-in templates: (file name, text).
+/// Built-in templates: (file name, text). A source repo may override each (see
+/// `config::templates`).
 pub const BUILT_IN: [(&str, &str); 4] = [
-    (FLUX_SYNC, include_str!("../../templates/flux-sync.yaml.j2")),
+    (FLUX_SYNC, include_str!("../templates/flux-sync.yaml.j2")),
     (
         ARGOCD_APPLICATION,
-        include_str!("../../templates/argocd-application.yaml.j2"),
+        include_str!("../templates/argocd-application.yaml.j2"),
     ),
     (
         ARGOCD_APPLICATIONSET,
-        include_str!("../../templates/argocd-applicationset.yaml.j2"),
+        include_str!("../templates/argocd-applicationset.yaml.j2"),
     ),
-    (ARGOCD_ROOT, include_str!("../../templates/argocd-root.yaml.j2")),
+    (ARGOCD_ROOT, include_str!("../templates/argocd-root.yaml.j2")),
 ];
-pub const FLUX_SYNC: &str = "flux-sync.yaml.j2";
-pub const ARGOCD_APPLICATION: &str = "argocd-application.yaml.j2";
-pub const ARGOCD_APPLICATIONSET: &str = "argocd-applicationset.yaml.j2";
-pub const ARGOCD_ROOT: &str = "argocd-root.yaml.j2";
-/// Where a source repo keeps its template overrides.
-pub const TEMPLATES_DIR: &str = "templates/";
 
-pub const FLUX_DIR: &str = "flux";
-pub const ARGOCD_DIR: &str = "argocd";
 pub const FLUX_SYNC_FILE: &str = "gotk-sync.yaml";
 
 /// The generated files of one cluster.
@@ -67,18 +63,14 @@ pub struct SyncObjects<'m> {
 }
 
 impl<'m> SyncObjects<'m> {
-    /// `deploy_url`/`branch` are what the clusters fetch: `starmap.yaml`'s `deploy`, else
-    /// the `--deploy` URL and `--branch`.
-    pub fn new(model: &'m Model, cli_deploy: Option<&str>, cli_branch: &str) -> Result<Option<Self>> {
+    /// What the clusters fetch is `starmap.yaml`'s `deploy`, else `cli_deploy_url` (the
+    /// `--deploy` flag when it is a URL) and `cli_branch`.
+    pub fn new(model: &'m Model, cli_deploy_url: Option<&str>, cli_branch: &str) -> Result<Option<Self>> {
         let config: &Config = &model.config;
         if !config.flux.enabled && !config.argocd.enabled {
             return Ok(None);
         }
-        let url = config
-            .deploy
-            .url
-            .clone()
-            .or_else(|| cli_deploy.filter(|d| crate::git::is_url(d)).map(String::from));
+        let url = config.deploy.url.clone().or_else(|| cli_deploy_url.map(String::from));
         let Some(url) = url else {
             tracing::info!(
                 "no deploy.url in starmap.yaml and --deploy is not a URL: no Argo CD or Flux objects generated"
@@ -88,7 +80,7 @@ impl<'m> SyncObjects<'m> {
         let branch = config.deploy.branch.clone().unwrap_or_else(|| cli_branch.to_string());
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_fuel(Some(crate::render::template::FUEL));
+        env.set_fuel(Some(crate::template::FUEL));
         // minijinja would JSON-escape every value of a `*.yaml.j2` template; the templates
         // quote user-given strings themselves with `tojson`.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -172,9 +164,9 @@ impl<'m> SyncObjects<'m> {
             let sync = self
                 .render(FLUX_SYNC, &ctx)
                 .map_err(|e| e.with_cluster(&cluster.name))?;
-            let kustomization = yaml::to_yaml_string(&crate::render::output::kustomization(&[FLUX_SYNC_FILE]));
+            let kustomization = kustomization_yaml(&[FLUX_SYNC_FILE]);
             out.flux = vec![
-                ("kustomization.yaml".into(), kustomization),
+                (KUSTOMIZATION_FILE.into(), kustomization),
                 (FLUX_SYNC_FILE.into(), sync),
             ];
         }
@@ -200,11 +192,8 @@ impl<'m> SyncObjects<'m> {
         let mut ctx = self.context.clone();
         ctx["clusters"] = json!(self.model.clusters.iter().map(|c| &c.name).collect::<Vec<_>>());
         let content = self.render(template, &ctx)?;
-        let kustomization = yaml::to_yaml_string(&crate::render::output::kustomization(&[file]));
-        Ok(vec![
-            ("kustomization.yaml".into(), kustomization),
-            (file.into(), content),
-        ])
+        let kustomization = kustomization_yaml(&[file]);
+        Ok(vec![(KUSTOMIZATION_FILE.into(), kustomization), (file.into(), content)])
     }
 
     /// Render a template, then parse its output and write it again, checking that every

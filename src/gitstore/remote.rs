@@ -1,5 +1,5 @@
-//! Small git helpers shared by source reading and the deploy writer: how a repo location
-//! is spelled, where clones are cached, credentials, and fetching.
+//! Remote repositories: how a repo location is spelled, where clones are cached,
+//! credentials, and fetching. Shared by source reading and the deploy repo.
 
 use std::path::{Path, PathBuf};
 

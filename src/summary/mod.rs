@@ -2,7 +2,7 @@
 //! default summary of every placement.
 //!
 //! [`summarize`] reads the cluster status files (`status/clusters/<cluster>.yaml`, parsed with
-//! [`parse_cluster_statuses`]) together with the inventory, the placements and the
+//! `formats::status::parse_cluster_statuses`) together with the inventory, the placements and the
 //! StatusSummary objects of the source, and returns [`Summaries`]: typed results for a
 //! terminal table or `-o json`, and [`Summaries::files`], the files to write under
 //! `status/summaries/`.
@@ -76,251 +76,26 @@
 //! only one that reads `status` or `obj` once per row. CEL values of a cluster are built once
 //! per cluster, and only the fields the expressions read are converted. Clusters are
 //! summarized in parallel (rayon); the results do not depend on the number of threads.
-//! [`parse_cluster_status`] reads files in the emitter's style with a reader of exactly that
-//! style. `cargo bench --bench status` measures 10,000 clusters × 20 objects.
+//! `formats::status::parse_cluster_status` reads files in the emitter's style with a reader of
+//! exactly that style. `cargo bench --bench status` measures 10,000 clusters × 20 objects.
 
-mod cel;
 mod eval;
 mod placement;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
+use crate::formats::status::{ClusterStatus, ObjectStatus};
+use crate::formats::{PLACEMENT_SUMMARIES_DIR, SUMMARIES_DIR};
+use crate::health::Health;
 use crate::model::{Cluster, Model, Placement, Workload};
-use crate::spec::{AggregateOp, CompiledObjectTest, DEFAULT_SUMMARY_LIMIT, StatusSummarySpec};
-use crate::status::Health;
-use crate::status::report::{ClusterStatus, ObjectStatus, PLACEMENT_SUMMARIES_DIR, SUMMARIES_DIR};
-use crate::yaml::{Step, from_doc, parse_documents};
-
-pub use cel::{Access, CelExpr, Var, Vars};
+use crate::spec::{StatusSummary, SummaryMode};
 
 /// Most error rows listed per summary (all are counted).
 pub const ERRORS_LIMIT: usize = 100;
 /// Most non-healthy clusters listed in a placement's default summary.
 pub const PLACEMENT_LIST_LIMIT: usize = 20;
-/// Health from best to worst, as Argo CD orders it when it rolls objects up.
-pub const HEALTH_ORDER: [Health; 6] = [
-    Health::Healthy,
-    Health::Suspended,
-    Health::Progressing,
-    Health::Missing,
-    Health::Degraded,
-    Health::Unknown,
-];
-
-/// Position of `h` in [`HEALTH_ORDER`]: higher is worse.
-pub fn severity(h: Health) -> usize {
-    HEALTH_ORDER.iter().position(|x| *x == h).unwrap_or(HEALTH_ORDER.len())
-}
-
-/// A validated StatusSummary, as `source::load` puts it in the model (sorted by name).
-#[derive(Debug, Clone)]
-pub struct StatusSummary {
-    pub name: String,
-    pub spec: StatusSummarySpec,
-    pub targets: Vec<CompiledObjectTest>,
-    pub filter: Option<CelExpr>,
-    pub group_by: Vec<Column>,
-    pub aggregate: Vec<AggregateColumn>,
-    pub select: Vec<Column>,
-    pub limit: usize,
-    pub location: Location,
-}
-
-/// A `groupBy` or `select` column.
-#[derive(Debug, Clone)]
-pub struct Column {
-    pub name: String,
-    pub expr: CelExpr,
-}
-
-#[derive(Debug, Clone)]
-pub struct AggregateColumn {
-    pub name: String,
-    pub op: AggregateOp,
-    /// `None` for COUNT only.
-    pub expr: Option<CelExpr>,
-}
-
-/// Names a select row always has before its own columns.
-pub const SELECT_IDENTITY_COLUMNS: [&str; 4] = ["cluster", "kind", "namespace", "name"];
-
-/// Why a spec does not compile: the field (path inside the document) and the message.
-pub type SpecError = (Vec<Step<'static>>, String);
-
-impl StatusSummary {
-    /// Checks and compiles a spec: every rule but "the placement exists" (which needs the
-    /// model, and is checked by `source::load`). Errors name the field to blame.
-    pub fn compile(name: &str, spec: &StatusSummarySpec, location: Location) -> Result<StatusSummary, SpecError> {
-        let at = |steps: &[Step<'static>]| {
-            let mut path = vec![Step::Key("spec")];
-            path.extend_from_slice(steps);
-            path
-        };
-        let cel = |steps: &[Step<'static>], field: String, source: &str| {
-            CelExpr::compile(source).map_err(|e| (at(steps), format!("{field}: {e}")))
-        };
-        if spec.placement.is_empty() {
-            return Err((at(&[Step::Key("placement")]), "spec.placement is required".into()));
-        }
-        let targets = spec
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.compile().map_err(|e| {
-                    (
-                        at(&[Step::Key("targets"), Step::Index(i)]),
-                        format!("spec.targets[{i}]: {e}"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let filter = match &spec.filter {
-            Some(f) => Some(cel(&[Step::Key("filter")], "spec.filter".into(), f)?),
-            None => None,
-        };
-        if !spec.aggregate.is_empty() && !spec.select.is_empty() {
-            return Err((
-                at(&[Step::Key("select")]),
-                "spec.aggregate and spec.select exclude each other: aggregate rows into groups, or select them".into(),
-            ));
-        }
-        if spec.aggregate.is_empty() && spec.select.is_empty() {
-            return Err((at(&[]), "spec needs `aggregate` (groups) or `select` (rows)".into()));
-        }
-        if !spec.select.is_empty() && !spec.group_by.is_empty() {
-            return Err((
-                at(&[Step::Key("groupBy")]),
-                "spec.groupBy goes with spec.aggregate, not with spec.select".into(),
-            ));
-        }
-        // Names are the columns of one table: unique, and not those a select row always has.
-        let mut names: Vec<(&str, Vec<Step<'static>>, String)> = Vec::new();
-        let mut group_by = Vec::new();
-        for (i, g) in spec.group_by.iter().enumerate() {
-            let steps = [Step::Key("groupBy"), Step::Index(i)];
-            names.push((&g.name, at(&steps), format!("spec.groupBy[{i}].name")));
-            let expr_at = [Step::Key("groupBy"), Step::Index(i), Step::Key("expr")];
-            group_by.push(Column {
-                name: g.name.clone(),
-                expr: cel(&expr_at, format!("spec.groupBy[{i}].expr"), &g.expr)?,
-            });
-        }
-        let mut aggregate = Vec::new();
-        for (i, a) in spec.aggregate.iter().enumerate() {
-            let steps = [Step::Key("aggregate"), Step::Index(i)];
-            names.push((&a.name, at(&steps), format!("spec.aggregate[{i}].name")));
-            let expr = match (a.op, &a.expr) {
-                (AggregateOp::Count, None) => None,
-                (AggregateOp::Count, Some(_)) => {
-                    return Err((
-                        at(&[Step::Key("aggregate"), Step::Index(i), Step::Key("expr")]),
-                        format!("spec.aggregate[{i}]: COUNT counts rows and takes no expr"),
-                    ));
-                }
-                (op, None) => {
-                    return Err((
-                        at(&steps),
-                        format!("spec.aggregate[{i}]: {op} needs an expr (a number per row)"),
-                    ));
-                }
-                (_, Some(e)) => Some(cel(
-                    &[Step::Key("aggregate"), Step::Index(i), Step::Key("expr")],
-                    format!("spec.aggregate[{i}].expr"),
-                    e,
-                )?),
-            };
-            aggregate.push(AggregateColumn {
-                name: a.name.clone(),
-                op: a.op,
-                expr,
-            });
-        }
-        let mut select = Vec::new();
-        for (i, s) in spec.select.iter().enumerate() {
-            let steps = [Step::Key("select"), Step::Index(i)];
-            if SELECT_IDENTITY_COLUMNS.contains(&s.name.as_str()) {
-                return Err((
-                    at(&[Step::Key("select"), Step::Index(i), Step::Key("name")]),
-                    format!(
-                        "spec.select[{i}].name: {:?} is a column every row has ({})",
-                        s.name,
-                        SELECT_IDENTITY_COLUMNS.join(", ")
-                    ),
-                ));
-            }
-            names.push((&s.name, at(&steps), format!("spec.select[{i}].name")));
-            select.push(Column {
-                name: s.name.clone(),
-                expr: cel(
-                    &[Step::Key("select"), Step::Index(i), Step::Key("expr")],
-                    format!("spec.select[{i}].expr"),
-                    &s.expr,
-                )?,
-            });
-        }
-        for (i, (n, steps, field)) in names.iter().enumerate() {
-            if n.is_empty() {
-                return Err((steps.clone(), format!("{field} must not be empty")));
-            }
-            if names[..i].iter().any(|(m, _, _)| m == n) {
-                return Err((steps.clone(), format!("{field}: duplicate column name {n:?}")));
-            }
-        }
-        let limit = match spec.limit {
-            None => DEFAULT_SUMMARY_LIMIT,
-            Some(0) => return Err((at(&[Step::Key("limit")]), "spec.limit must be at least 1".into())),
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        };
-        Ok(StatusSummary {
-            name: name.to_string(),
-            spec: spec.clone(),
-            targets,
-            filter,
-            group_by,
-            aggregate,
-            select,
-            limit,
-            location,
-        })
-    }
-
-    /// Aggregate (groups) or select (rows).
-    pub fn mode(&self) -> SummaryMode {
-        if self.select.is_empty() {
-            SummaryMode::Aggregate
-        } else {
-            SummaryMode::Select
-        }
-    }
-
-    /// The columns of its table, in order.
-    pub fn columns(&self) -> Vec<String> {
-        match self.mode() {
-            SummaryMode::Aggregate => self
-                .group_by
-                .iter()
-                .map(|c| c.name.clone())
-                .chain(self.aggregate.iter().map(|a| a.name.clone()))
-                .collect(),
-            SummaryMode::Select => SELECT_IDENTITY_COLUMNS
-                .iter()
-                .map(|s| s.to_string())
-                .chain(self.select.iter().map(|c| c.name.clone()))
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SummaryMode {
-    Aggregate,
-    Select,
-}
-
 /// What [`summarize`] reads besides the status files; [`Inputs::from_model`] takes them from
 /// a loaded source.
 #[derive(Debug, Clone, Copy)]
@@ -533,8 +308,8 @@ impl PlacementSummary {
 /// `inputs` (which `source::load` already rejects).
 ///
 /// ```no_run
-/// # use starmap::status::summary::{summarize, Inputs, no_objects};
-/// # fn f(model: &starmap::Model, statuses: &[starmap::status::report::ClusterStatus]) -> starmap::Result<()> {
+/// # use starmap::summary::{summarize, Inputs, no_objects};
+/// # fn f(model: &starmap::Model, statuses: &[starmap::formats::status::ClusterStatus]) -> starmap::Result<()> {
 /// let summaries = summarize(&Inputs::from_model(model), statuses, &no_objects)?;
 /// for (path, value) in summaries.files() {
 ///     println!("{path}:\n{}", starmap::yaml::to_yaml_string(&value));
@@ -588,16 +363,6 @@ fn find_cluster<'a>(clusters: &'a [Cluster], name: &str) -> Option<&'a Cluster> 
     }
 }
 
-/// Whether `placement` puts objects on `cluster` (any selector, or by name).
-fn is_destination(placement: &Placement, cluster: &Cluster) -> bool {
-    placement
-        .spec
-        .cluster_selectors
-        .iter()
-        .any(|s| s.matches(&cluster.labels))
-        || placement.spec.clusters.contains(&cluster.name)
-}
-
 /// `Kind/namespace/name` or `Kind/name`, as `ObjectId` shows objects.
 fn object_name(o: &ObjectStatus) -> String {
     match &o.namespace {
@@ -616,41 +381,11 @@ fn object_key(o: &ObjectStatus) -> (&str, &str, &str, &str) {
     )
 }
 
-/// Parse one status file (`status/clusters/<cluster>.yaml`); errors name the file and line.
-///
-/// Files as starmap's YAML emitter writes them are read by a fast reader of exactly that
-/// style (about 15× faster than the general parser); any other file, and any file that does
-/// not read as a status, goes through the general parser (`crate::yaml`), whose errors
-/// point at the line.
-pub fn parse_cluster_status(text: &str, path: &str) -> Result<ClusterStatus> {
-    if let Some(value) = crate::yaml::fast::read(text)
-        && let Ok(status) = serde_json::from_value::<ClusterStatus>(value)
-    {
-        return Ok(status);
-    }
-    let docs = parse_documents(text, path)?;
-    match docs.as_slice() {
-        [doc] => from_doc(doc, path),
-        _ => Err(Error::at(
-            Location::new(path, 0),
-            format!("a status file holds one document, not {}", docs.len()),
-        )),
-    }
-}
-
-/// Parse many status files (path, text) in parallel, in the order given.
-pub fn parse_cluster_statuses(files: &[(String, String)]) -> Result<Vec<ClusterStatus>> {
-    use rayon::prelude::*;
-    files
-        .par_iter()
-        .map(|(path, text)| parse_cluster_status(text, path))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ClusterSpec, LabelSelector, ObjectTest, PlacementSpec};
+    use crate::error::Location;
+    use crate::spec::{ClusterSpec, LabelSelector, ObjectTest, PlacementSpec, StatusSummarySpec};
     use std::collections::BTreeMap;
 
     fn cluster(name: &str, region: &str) -> Cluster {
@@ -878,19 +613,5 @@ mod tests {
         };
         let e = summarize(&inputs, &[], &no_objects).unwrap_err();
         assert!(e.to_string().contains("\"gone\""), "{e}");
-    }
-
-    #[test]
-    fn severity_is_argo_cd_order() {
-        let mut all = vec![
-            Health::Unknown,
-            Health::Healthy,
-            Health::Degraded,
-            Health::Missing,
-            Health::Progressing,
-            Health::Suspended,
-        ];
-        all.sort_by_key(|h| severity(*h));
-        assert_eq!(all, HEALTH_ORDER);
     }
 }

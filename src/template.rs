@@ -1,4 +1,5 @@
-//! Jinja templates (minijinja) in workload objects and customizations.
+//! The template language (minijinja) of workload objects, customizations and Helm values:
+//! one environment, compiled templates, and expanding the string leaves of a value.
 //!
 //! Every distinct template text of the source is compiled once, before any cluster is
 //! rendered; rendering a cluster only evaluates. Strict: an undefined variable is an
@@ -10,6 +11,8 @@ use std::io;
 
 use minijinja::{Environment, Expression, Template, UndefinedBehavior};
 use serde_json::Value;
+
+use crate::yaml::Step;
 
 /// Instructions one evaluation may run before it is stopped.
 pub const FUEL: u64 = 100_000;
@@ -135,6 +138,77 @@ impl io::Write for CappedWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A path into a value, owned (the value is being changed while we walk it).
+#[derive(Debug, Clone)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl PathSeg {
+    pub fn step(&self) -> Step<'_> {
+        match self {
+            PathSeg::Key(k) => Step::Key(k),
+            PathSeg::Index(i) => Step::Index(*i),
+        }
+    }
+}
+
+/// Where a template failed, its text, and why.
+pub type LeafError = (Vec<PathSeg>, String, String);
+
+/// Expand every template string leaf of `value` in place.
+pub fn expand_leaves(
+    value: &mut Value,
+    templates: &Templates<'_, '_>,
+    context: &minijinja::Value,
+    path: &mut Vec<PathSeg>,
+) -> Result<(), LeafError> {
+    match value {
+        Value::String(s) if is_template(s) => {
+            *value = templates.expand(s, context).map_err(|e| (path.clone(), s.clone(), e))?;
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(PathSeg::Index(i));
+                expand_leaves(item, templates, context, path)?;
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(PathSeg::Key(k.clone()));
+                expand_leaves(v, templates, context, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Call `f` with every template string leaf and its path.
+pub fn collect_templates<'v>(value: &'v Value, path: &mut Vec<Step<'v>>, f: &mut impl FnMut(&'v str, &[Step<'v>])) {
+    match value {
+        Value::String(s) if is_template(s) => f(s, path),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                collect_templates(item, path, f);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(Step::Key(k));
+                collect_templates(v, path, f);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 

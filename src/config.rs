@@ -3,11 +3,23 @@
 
 use serde::Deserialize;
 
-use super::tree::SourceTree;
 use crate::error::{Error, Location, Result};
 use crate::yaml::{from_doc, parse_documents};
 
 pub const CONFIG_FILE: &str = "starmap.yaml";
+
+/// Where a source repo keeps its own versions of the templates of generated files.
+pub const TEMPLATES_DIR: &str = "templates/";
+
+/// The templates a source repo may override with `templates/<name>` (their built-in texts
+/// are `gitops`'s).
+pub mod templates {
+    pub const FLUX_SYNC: &str = "flux-sync.yaml.j2";
+    pub const ARGOCD_APPLICATION: &str = "argocd-application.yaml.j2";
+    pub const ARGOCD_APPLICATIONSET: &str = "argocd-applicationset.yaml.j2";
+    pub const ARGOCD_ROOT: &str = "argocd-root.yaml.j2";
+    pub const ALL: [&str; 4] = [FLUX_SYNC, ARGOCD_APPLICATION, ARGOCD_APPLICATIONSET, ARGOCD_ROOT];
+}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -147,17 +159,14 @@ impl Default for SyncPolicy {
 }
 
 impl Config {
-    pub fn load(tree: &SourceTree) -> Result<Config> {
-        let Some(file) = tree.file(CONFIG_FILE) else {
-            return Ok(Config::default());
-        };
-        let shown = tree.display_path(CONFIG_FILE);
-        let docs = parse_documents(&file.text, &shown)?;
+    /// `starmap.yaml`'s text; `shown` names it in errors. Empty: every default.
+    pub fn parse(text: &str, shown: &str) -> Result<Config> {
+        let docs = parse_documents(text, shown)?;
         match docs.as_slice() {
             [] => Ok(Config::default()),
-            [doc] => from_doc(doc, &shown),
+            [doc] => from_doc(doc, shown),
             [_, second, ..] => Err(Error::at(
-                Location::new(&shown, second.line()),
+                Location::new(shown, second.line()),
                 "starmap.yaml holds one document",
             )),
         }

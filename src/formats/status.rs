@@ -1,5 +1,5 @@
-//! The status files in the deploy repo (api.md section 5): what collection writes and what
-//! summaries read.
+//! The status files of the deploy repo (api.md section 5): what collection writes and what
+//! summaries, the rollout gate and `status show` read.
 //!
 //! ```text
 //! status/clusters/<cluster>.yaml              one ClusterStatus
@@ -13,12 +13,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::status::Health;
-
-pub const STATUS_DIR: &str = "status";
-pub const CLUSTERS_DIR: &str = "status/clusters";
-pub const SUMMARIES_DIR: &str = "status/summaries";
-pub const PLACEMENT_SUMMARIES_DIR: &str = "status/summaries/placements";
+use super::STATUS_CLUSTERS_DIR;
+use crate::error::Result;
+use crate::health::{Health, severity};
+use crate::yaml;
 
 /// `status/clusters/<cluster>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,13 +111,18 @@ impl ClusterStatus {
         self.objects
             .iter()
             .map(|o| o.health)
-            .max_by_key(|h| crate::status::summary::severity(*h))
+            .max_by_key(|h| severity(*h))
             .unwrap_or(Health::Healthy)
     }
 
     /// Path of this cluster's file in the deploy repo.
     pub fn path(cluster: &str) -> String {
-        format!("{CLUSTERS_DIR}/{cluster}.yaml")
+        super::cluster_file(STATUS_CLUSTERS_DIR, cluster)
+    }
+
+    /// The file's text.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_yaml_string(&serde_json::to_value(self).unwrap_or_default())
     }
 }
 
@@ -135,6 +138,20 @@ pub fn stable_status(status: &Value) -> Value {
         }
     }
     status
+}
+
+/// Parse one status file (`status/clusters/<cluster>.yaml`); errors name the file and line.
+pub fn parse_cluster_status(text: &str, path: &str) -> Result<ClusterStatus> {
+    super::read_one(text, path, "status file")
+}
+
+/// Parse many status files (path, text) in parallel, in the order given.
+pub fn parse_cluster_statuses(files: &[(String, String)]) -> Result<Vec<ClusterStatus>> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .map(|(path, text)| parse_cluster_status(text, path))
+        .collect()
 }
 
 #[cfg(test)]

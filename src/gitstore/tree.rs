@@ -1,5 +1,5 @@
-//! Replacing paths inside a base tree: the mechanism by which render (and later status
-//! collection) writes only the paths it owns and keeps everything else of the tip.
+//! Replacing paths inside a base tree: the mechanism by which render and status collection
+//! each write only the paths they own and keep everything else of the tip.
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,298 @@
+//! Turning a [`DesiredTree`] into git objects: each fresh cluster's files hashed into blobs and
+//! trees (in parallel), reused clusters taken by the ids the digests file recorded, the owned
+//! paths overlaid on the tip's tree, and the change report against the tip.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid, Repository};
+use rayon::prelude::*;
+
+use super::changes::{self, Changes};
+use crate::desired::{DesiredCluster, DesiredTree, Rendered};
+use crate::error::{Error, Result};
+use crate::formats::digests::{Digests, Slots};
+use crate::formats::files::KUSTOMIZATION_FILE;
+use crate::formats::{
+    ARGOCD_DIR, CLUSTERS_DIR, DIGESTS_FILE, FLUX_DIR, INDEX_DIR, README_FILE, RENDER_FILE, ROLLOUTS_DIR, meta,
+};
+use crate::gitstore::{
+    Change, Entry, MODE_BLOB, MODE_TREE, ObjectSet, Tip, entry_at, hash_object, overlay, tree_bytes,
+};
+use crate::model::Model;
+use crate::snapshot::TipSlots;
+
+/// The new tree and what it takes to store it.
+pub struct Built {
+    pub root: Oid,
+    pub objects: ObjectSet,
+    pub changes: Changes,
+}
+
+/// One cluster's files as git objects.
+struct ClusterObjects {
+    objects: Vec<(ObjectType, Vec<u8>, Oid)>,
+    tree: Oid,
+    index: Oid,
+    flux: Option<Oid>,
+    application: Option<Oid>,
+    /// Object files with their blob ids (for the change report).
+    files: Vec<(String, Oid)>,
+}
+
+impl ClusterObjects {
+    fn slots(&self) -> Slots {
+        Slots {
+            tree: self.tree.to_string(),
+            index: self.index.to_string(),
+            flux: self.flux.map(|o| o.to_string()),
+            application: self.application.map(|o| o.to_string()),
+        }
+    }
+}
+
+/// Blobs and trees of a set of files (`dir/name` or `name`, one level of directories):
+/// the id of the top tree, and the blob id of each file in the order given.
+fn add_files<'a>(
+    objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>,
+    files: impl Iterator<Item = (&'a str, &'a str)>,
+) -> (Oid, Vec<Oid>) {
+    let mut dirs: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for (path, content) in files {
+        let data = content.as_bytes().to_vec();
+        let oid = hash_object(ObjectType::Blob, &data);
+        blobs.push(oid);
+        let (dir, name) = path.split_once('/').unwrap_or(("", path));
+        dirs.entry(dir).or_default().push(Entry::blob(name, oid));
+        objects.push((ObjectType::Blob, data, oid));
+    }
+    let mut top = dirs.remove("").unwrap_or_default();
+    for (dir, entries) in dirs {
+        let data = tree_bytes(entries);
+        let oid = hash_object(ObjectType::Tree, &data);
+        objects.push((ObjectType::Tree, data, oid));
+        top.push(Entry::tree(dir, oid));
+    }
+    let data = tree_bytes(top);
+    let tree = hash_object(ObjectType::Tree, &data);
+    objects.push((ObjectType::Tree, data, tree));
+    (tree, blobs)
+}
+
+fn add_blob(objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>, content: &str) -> Oid {
+    let data = content.as_bytes().to_vec();
+    let oid = hash_object(ObjectType::Blob, &data);
+    objects.push((ObjectType::Blob, data, oid));
+    oid
+}
+
+fn cluster_objects(out: &Rendered) -> ClusterObjects {
+    let rendered = &out.cluster;
+    let mut objects = Vec::with_capacity(rendered.objects.len() + 8);
+    let files_in_dir = rendered
+        .objects
+        .iter()
+        .map(|o| (o.file.as_str(), o.content.as_str()))
+        .chain(std::iter::once((KUSTOMIZATION_FILE, rendered.kustomization.as_str())));
+    let (tree, blobs) = add_files(&mut objects, files_in_dir);
+    // The object files come first, in order; the kustomization is last.
+    let files = rendered
+        .objects
+        .iter()
+        .zip(blobs)
+        .map(|(o, oid)| (o.file.clone(), oid))
+        .collect();
+    let index = add_blob(&mut objects, &rendered.index().to_yaml());
+    let sync = &out.sync;
+    let flux = (!sync.flux.is_empty())
+        .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))).0);
+    let application = sync.application.as_deref().map(|a| add_blob(&mut objects, a));
+    ClusterObjects {
+        objects,
+        tree,
+        index,
+        flux,
+        application,
+        files,
+    }
+}
+
+/// The objects and root tree of `desired` on top of `tip`, and the changes against it.
+/// `keep_content` keeps new file contents in the report (`plan --diff`).
+pub fn build(
+    repo: &Repository,
+    model: &Model,
+    tip: Option<Tip>,
+    tip_slots: &TipSlots,
+    desired: &DesiredTree,
+    keep_content: bool,
+) -> Result<Built> {
+    let base = tip.map(|t| t.tree);
+    let fresh: Vec<(&Rendered, ClusterObjects)> = desired
+        .clusters
+        .par_iter()
+        .filter_map(|c| match c {
+            DesiredCluster::Fresh { files, .. } => Some((files, cluster_objects(files))),
+            DesiredCluster::Reuse { .. } => None,
+        })
+        .collect();
+    let mut fresh = fresh.into_iter();
+
+    let mut objects = ObjectSet::default();
+    let mut digests = Digests::default();
+    let mut entries = SlotEntries::default();
+    let mut report_input = Vec::new();
+    for cluster in &desired.clusters {
+        let mut digest = cluster.digest().clone();
+        if let DesiredCluster::Fresh { .. } = cluster {
+            let (files, co) = fresh.next().expect("one set of objects per fresh cluster");
+            digest.slots = co.slots();
+            report_input.push((&files.cluster, co.tree, co.files));
+            for (kind, data, oid) in co.objects {
+                objects.add_hashed(kind, data, oid);
+            }
+        }
+        entries.add(cluster.name(), &digest.slots)?;
+        digests.clusters.insert(cluster.name().to_string(), digest);
+    }
+
+    // The change report, from the rendered clusters and the tip.
+    let removed: Vec<(String, Oid)> = tip_slots
+        .trees
+        .iter()
+        .filter(|(name, _)| !digests.clusters.contains_key(*name))
+        .map(|(n, o)| (n.clone(), *o))
+        .collect();
+    let new_clusters: Vec<changes::NewCluster<'_>> = report_input
+        .iter()
+        .map(|(r, tree, files)| changes::NewCluster {
+            rendered: r,
+            tree: *tree,
+            files,
+            old_tree: tip_slots.trees.get(&r.name).copied(),
+        })
+        .collect();
+    let mut report = changes::compare(repo, &new_clusters, &removed, keep_content)?;
+
+    // Owned content: cluster directories, indexes, rollout states and, when generated, flux/
+    // and argocd/.
+    let owned = |path: &str, tree: Option<Oid>| Change {
+        path: path.into(),
+        entry: tree.map(|t| (MODE_TREE, t)),
+    };
+    let rollouts = rollouts_tree(&mut objects, &desired.rollout_states);
+    let mut content = vec![
+        owned(CLUSTERS_DIR, tree_of(&mut objects, entries.trees)),
+        owned(INDEX_DIR, tree_of(&mut objects, entries.index)),
+        owned(ROLLOUTS_DIR, rollouts),
+    ];
+    for dir in &desired.sync_dirs {
+        let tree = match *dir {
+            FLUX_DIR => tree_of(&mut objects, std::mem::take(&mut entries.flux)),
+            _ => argocd_tree(
+                &mut objects,
+                &desired.argocd_fleet_files,
+                std::mem::take(&mut entries.applications),
+            ),
+        };
+        content.push(owned(dir, tree));
+    }
+    // Content first, with the tip's bookkeeping files: if that is the tip's tree, nothing
+    // new was rendered and there is no commit (a new source commit alone makes none).
+    let content_root = overlay(repo, &mut objects, base, &content)?;
+    if content_root == base {
+        report.clear();
+    } else {
+        report.rollouts = desired.rollouts_changed.clone();
+        report.sync_changed = content
+            .iter()
+            .filter(|c| c.path == FLUX_DIR || c.path == ARGOCD_DIR)
+            .any(|c| entry_at(repo, base, &c.path) != c.entry.map(|(_, oid)| oid));
+        report.metadata_changed = report.clusters.is_empty() && !report.sync_changed;
+    }
+    let source = &model.source;
+    let digests_blob = objects.add(ObjectType::Blob, digests.to_yaml().into_bytes());
+    let render_blob = objects.add(
+        ObjectType::Blob,
+        meta::render_file(
+            &source.display,
+            source.commit.as_deref(),
+            digests.clusters.len(),
+            digests.total_objects(),
+        )
+        .into_bytes(),
+    );
+    let readme = meta::readme(&source.display, source.commit.as_deref(), &digests)?;
+    let readme_blob = objects.add(ObjectType::Blob, readme.into_bytes());
+    let blob = |path: &str, oid: Oid| Change {
+        path: path.into(),
+        entry: Some((MODE_BLOB, oid)),
+    };
+    content.extend([
+        blob(DIGESTS_FILE, digests_blob),
+        blob(RENDER_FILE, render_blob),
+        blob(README_FILE, readme_blob),
+    ]);
+    let root = if report.is_empty() {
+        base.unwrap_or_else(|| objects.add_tree(Vec::new()))
+    } else {
+        overlay(repo, &mut objects, base, &content)?.unwrap_or_else(|| objects.add_tree(Vec::new()))
+    };
+    Ok(Built {
+        root,
+        objects,
+        changes: report,
+    })
+}
+
+/// The `.starmap/rollouts/` tree of `states` (none when there are none).
+fn rollouts_tree(objects: &mut ObjectSet, states: &[crate::formats::rollout::State]) -> Option<Oid> {
+    let entries: Vec<Entry> = states
+        .iter()
+        .map(|s| {
+            let blob = objects.add(ObjectType::Blob, s.to_yaml().into_bytes());
+            Entry::blob(format!("{}.yaml", s.placement), blob)
+        })
+        .collect();
+    (!entries.is_empty()).then(|| objects.add_tree(entries))
+}
+
+/// Tree entries of every cluster's slots, gathered while walking the clusters.
+#[derive(Default)]
+struct SlotEntries {
+    trees: Vec<Entry>,
+    index: Vec<Entry>,
+    flux: Vec<Entry>,
+    applications: Vec<Entry>,
+}
+
+impl SlotEntries {
+    fn add(&mut self, name: &str, slots: &Slots) -> Result<()> {
+        let oid = |s: &str| Oid::from_str(s).map_err(|e| Error::msg(format!("{DIGESTS_FILE}: {e}")));
+        self.trees.push(Entry::tree(name, oid(&slots.tree)?));
+        self.index.push(Entry::blob(format!("{name}.yaml"), oid(&slots.index)?));
+        if let Some(flux) = &slots.flux {
+            self.flux.push(Entry::tree(name, oid(flux)?));
+        }
+        if let Some(app) = &slots.application {
+            self.applications.push(Entry::blob(format!("{name}.yaml"), oid(app)?));
+        }
+        Ok(())
+    }
+}
+
+fn tree_of(objects: &mut ObjectSet, entries: Vec<Entry>) -> Option<Oid> {
+    (!entries.is_empty()).then(|| objects.add_tree(entries))
+}
+
+/// `argocd/`: the fleet files and, in `applications` mode, `applications/`.
+fn argocd_tree(objects: &mut ObjectSet, fleet_files: &[(String, String)], apps: Vec<Entry>) -> Option<Oid> {
+    let mut entries: Vec<Entry> = fleet_files
+        .iter()
+        .map(|(name, content)| Entry::blob(name, objects.add(ObjectType::Blob, content.clone().into_bytes())))
+        .collect();
+    if let Some(apps) = tree_of(objects, apps) {
+        entries.push(Entry::tree("applications", apps));
+    }
+    tree_of(objects, entries)
+}
