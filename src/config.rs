@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
-use crate::yaml::{from_doc, parse_documents};
+use crate::yaml::{Step, from_doc, parse_documents};
 
 pub const CONFIG_FILE: &str = "starmap.yaml";
 
@@ -36,6 +36,86 @@ pub struct Config {
     /// The Argo CD objects generated for the fleet (`argocd/`).
     #[serde(default)]
     pub argocd: ArgoCdSettings,
+    /// Where status collection commits.
+    #[serde(default)]
+    pub status: StatusSettings,
+    /// One OCI artifact per cluster (delivery at fleet scale); absent: git delivery only.
+    #[serde(default)]
+    pub oci: Option<OciSettings>,
+}
+
+/// `oci:`: each cluster's directory is also pushed as an OCI artifact,
+/// `oci://<repository>/<cluster>:<tag>`, and the generated Flux and Argo CD objects follow it.
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OciSettings {
+    /// `registry.example.com/retail/fleet` (an `oci://` prefix is allowed).
+    pub repository: String,
+    /// The tag edges follow; moved only after the render commit lands. Default: `latest`.
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    /// Plain HTTP (a registry on localhost); the generated objects say so too. Default: false.
+    #[serde(default)]
+    pub insecure: bool,
+    /// The layer's media type. Default: `application/vnd.oci.image.layer.v1.tar+gzip`, which
+    /// Flux and Argo CD both accept as they come; `flux push artifact`'s own
+    /// `application/vnd.cncf.flux.content.v1.tar+gzip` needs Argo CD's allow-list extended.
+    #[serde(default = "default_layer_media_type")]
+    pub layer_media_type: String,
+    /// Artifacts pushed at once. Default: 16.
+    #[serde(default = "default_oci_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_tag() -> String {
+    "latest".into()
+}
+
+fn default_layer_media_type() -> String {
+    "application/vnd.oci.image.layer.v1.tar+gzip".into()
+}
+
+fn default_oci_concurrency() -> usize {
+    16
+}
+
+impl OciSettings {
+    /// The repository without a scheme: `host[:port]/path`.
+    pub fn repository(&self) -> &str {
+        self.repository
+            .strip_prefix("oci://")
+            .unwrap_or(&self.repository)
+            .trim_end_matches('/')
+    }
+
+    /// The registry: `host[:port]`.
+    pub fn registry(&self) -> &str {
+        self.repository().split('/').next().unwrap_or_default()
+    }
+
+    /// `oci://<repository>/<cluster>`, as Flux and Argo CD name a cluster's artifact.
+    pub fn url(&self, cluster: &str) -> String {
+        format!("oci://{}/{cluster}", self.repository())
+    }
+}
+
+/// The branch status rounds commit to when `status.branch` is left out: one the edges do not
+/// sync, so that a status round is no new revision for every cluster.
+pub const DEFAULT_STATUS_BRANCH: &str = "starmap-status";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct StatusSettings {
+    /// The branch status rounds commit to. Default: `starmap-status`. The deploy branch itself
+    /// keeps the single-branch layout of small fleets (`status/` beside `clusters/`).
+    pub branch: Option<String>,
+}
+
+impl Config {
+    /// The branch status rounds commit to.
+    pub fn status_branch(&self) -> &str {
+        self.status.branch.as_deref().unwrap_or(DEFAULT_STATUS_BRANCH)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -164,7 +244,29 @@ impl Config {
         let docs = parse_documents(text, shown)?;
         match docs.as_slice() {
             [] => Ok(Config::default()),
-            [doc] => from_doc(doc, shown),
+            [doc] => {
+                let config: Config = from_doc(doc, shown)?;
+                if let Some(oci) = &config.oci {
+                    let at = |key: &'static str| {
+                        Location::new(shown, doc.lines.line_at(&[Step::Key("oci"), Step::Key(key)]))
+                    };
+                    let repo = oci.repository();
+                    let (host, path) = repo.split_once('/').unwrap_or((repo, ""));
+                    if host.is_empty() || path.is_empty() || repo.contains(char::is_whitespace) {
+                        return Err(Error::at(
+                            at("repository"),
+                            format!("oci.repository {repo:?} must be REGISTRY/PATH, like registry.example.com/fleet"),
+                        ));
+                    }
+                    if oci.tag.is_empty() || oci.tag.len() > 128 || oci.tag.contains(['/', ':', '@', ' ']) {
+                        return Err(Error::at(at("tag"), format!("oci.tag {:?} is not an OCI tag", oci.tag)));
+                    }
+                    if oci.concurrency == 0 {
+                        return Err(Error::at(at("concurrency"), "oci.concurrency must be at least 1"));
+                    }
+                }
+                Ok(config)
+            }
             [_, second, ..] => Err(Error::at(
                 Location::new(shown, second.line()),
                 "starmap.yaml holds one document",

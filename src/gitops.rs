@@ -113,6 +113,12 @@ impl<'m> SyncObjects<'m> {
                 "generator": config.argocd.generator,
                 "syncPolicy": config.argocd.sync_policy,
             },
+            "oci": config.oci.as_ref().map(|oci| json!({
+                "repository": oci.repository(),
+                "tag": oci.tag,
+                "insecure": oci.insecure,
+                "layerMediaType": oci.layer_media_type,
+            })),
         });
         Ok(Some(SyncObjects {
             model,

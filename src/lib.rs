@@ -9,7 +9,7 @@
 //! - the validated `model`, and `formats` (the deploy repo's files);
 //! - the pure core: `plan` (what goes where) → `render`, `gitops` → `rollout`, `summary` →
 //!   `explain`, `desired` (the tree a render wants);
-//! - the shell: `gitstore`, `schema`, `source`, `snapshot`, `deploy`, `status`, and on top
+//! - the shell: `gitstore`, `oci`, `schema`, `source`, `snapshot`, `deploy`, `status`, and on top
 //!   `pipeline` (the jobs) and `controller` (`starmap run`).
 
 pub mod cel;
@@ -24,6 +24,7 @@ pub mod gitops;
 pub mod gitstore;
 pub mod health;
 pub mod model;
+pub mod oci;
 pub mod pipeline;
 pub mod plan;
 pub mod render;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::deploy::publish::{self, PublishOutcome};
 use crate::deploy::{self, Outcome, WriteOptions};
 use crate::desired::Sources;
 use crate::formats::status::{ClusterStatus, ObjectStatus};
@@ -15,7 +16,7 @@ use crate::gitstore::{DeployRepo, is_url};
 use crate::model::Model;
 use crate::plan::{self, Plan};
 use crate::render::{self, Renderer};
-use crate::snapshot::DeployState;
+use crate::snapshot::{DeployState, StatusBranches};
 use crate::source::{Inventory, SourceTree, load_model};
 use crate::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
 use crate::status::store::{self, RoundOutcome};
@@ -70,11 +71,17 @@ pub struct Rendered {
     pub branch: String,
     /// The deploy repo is a URL (committed into a local cache, pushed only with `push`).
     pub remote: bool,
+    /// With OCI delivery: the artifacts pushed now (`None`: not published, as in a dry run, or
+    /// a remote deploy repo committed without `--push`).
+    pub published: Option<PublishOutcome>,
 }
 
-/// Render `plan` into the deploy repo: one commit (or none), pushed if asked. A failed
-/// render leaves the deploy repo as it was (and removes a repo it had just created).
-pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rendered> {
+/// Render `plan` into the deploy repo: one commit (or none), pushed if asked; with `oci:` in
+/// starmap.yaml, then each cluster's artifact whose registry copy is behind (`runtime` runs
+/// the pushes). A failed render leaves the deploy repo as it was (and removes a repo it had
+/// just created); the one failure that comes after the commit is a registry that stopped
+/// answering during the pushes, and the next render pushes what is missing.
+pub fn render(model: &Model, plan: &Plan, target: &RenderTarget, runtime: &tokio::runtime::Handle) -> Result<Rendered> {
     let env = render::environment();
     let deploy_url = is_url(&target.deploy).then_some(target.deploy.as_str());
     let sync = SyncObjects::new(model, deploy_url, &target.branch)?;
@@ -94,6 +101,7 @@ pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rende
             display: target.deploy.clone(),
             branch: target.branch.clone(),
             remote: false,
+            published: None,
         });
     }
     let repo = DeployRepo::open(&target.deploy, &target.branch, target.push, !target.dry_run)?;
@@ -104,7 +112,25 @@ pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rende
         keep_content: false,
     };
     let started = Instant::now();
-    let outcome = deploy::write(&sources, &repo, &options).inspect_err(|_| repo.discard_if_created())?;
+    // Artifacts are published only where the commit is the truth: a local deploy repo, or a
+    // remote one the commit was pushed to.
+    let oci = model
+        .config
+        .oci
+        .as_ref()
+        .filter(|_| !target.dry_run && (!repo.remote || target.push));
+    let registry_answers = || match oci {
+        Some(oci) => {
+            let registry = crate::oci::Registry::new(oci)?;
+            let first = model.clusters.first().map(|c| c.name.as_str()).unwrap_or("_");
+            runtime
+                .block_on(registry.ping(first))
+                .map_err(|e| e.context("nothing was committed"))
+        }
+        None => Ok(()),
+    };
+    let outcome =
+        deploy::write(&sources, &repo, &options, &registry_answers).inspect_err(|_| repo.discard_if_created())?;
     tracing::info!(
         rendered = outcome.rendered,
         reused = outcome.reused,
@@ -112,11 +138,43 @@ pub fn render(model: &Model, plan: &Plan, target: &RenderTarget) -> Result<Rende
         elapsed_ms = started.elapsed().as_millis() as u64,
         "render done"
     );
+    let published = match oci {
+        Some(oci) => {
+            let source = match model.config.deploy.url.as_deref().or(deploy_url) {
+                Some(url) => crate::gitstore::remote::without_userinfo(url),
+                None => publish::path_source(std::path::Path::new(&target.deploy)),
+            };
+            let started = Instant::now();
+            let done = publish::publish(&repo, oci, &source, &outcome.artifacts, runtime)?;
+            if !done.pushed.is_empty() || !done.failed.is_empty() {
+                tracing::info!(
+                    pushed = done.pushed.len(),
+                    failed = done.failed.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "artifacts published"
+                );
+            }
+            if let Some((cluster, why)) = done.failed.first() {
+                let committed = match outcome.commit {
+                    Some(c) => format!("the render commit {} landed, but ", &c.to_string()[..12]),
+                    None => String::new(),
+                };
+                return Err(Error::msg(format!(
+                    "{committed}{} of {} artifacts were not pushed (the next render pushes them): cluster {cluster}: {why}",
+                    done.failed.len(),
+                    done.failed.len() + done.pushed.len()
+                )));
+            }
+            Some(done)
+        }
+        None => None,
+    };
     Ok(Rendered {
         outcome,
         display: repo.display.clone(),
         branch: repo.branch.clone(),
         remote: repo.remote,
+        published,
     })
 }
 
@@ -155,19 +213,21 @@ pub struct Collected {
     pub branch: String,
 }
 
-/// One status round: read every cluster the deploy repo's tip places objects on, then
-/// commit the status files and summaries (none when only times changed). The reading is
-/// async and runs on `runtime`; the git work is blocking and runs on the calling thread.
+/// One status round: read every cluster the deploy branch's tip places objects on, then
+/// commit the status files and summaries to the status branch (`status.branch` of
+/// `starmap.yaml`; no commit when only times changed). The reading is async and runs on
+/// `runtime`; the git work is blocking and runs on the calling thread.
 pub fn collect_status(
     model: &Model,
     deploy: &RenderTarget,
     settings: &CollectSettings,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Collected> {
-    let repo = DeployRepo::open(&deploy.deploy, &deploy.branch, deploy.push, false)?;
-    repo.fetch()?;
-    let tip = repo.tip()?;
-    let state = DeployState::read(&repo.repo, tip)?;
+    let branches = status_branches(model, deploy)?;
+    let repo = &branches.deploy;
+    let tip = branches.deploy_tip()?;
+    // Only the indexes: what to read on each cluster.
+    let state = DeployState::read(&repo.repo, tip, None)?;
     if state.indexes.is_empty() {
         return Err(Error::msg(format!(
             "{}: no clusters in .starmap/clusters/ on branch {}; render first",
@@ -200,6 +260,10 @@ pub fn collect_status(
             .enabled
             .then(|| FluxObject::from_settings(&model.config.flux)),
         deploy_commit: tip.map(|t| t.commit.to_string()),
+        artifact_revisions: match &model.config.oci {
+            Some(oci) => artifact_revisions(&publish::read_record(repo, oci)?.1),
+            None => Default::default(),
+        },
         ..Options::default()
     };
     let started = Instant::now();
@@ -216,13 +280,41 @@ pub fn collect_status(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "collected"
     );
-    let round = store::write_round(&repo, Some(&outcomes), &summarizer(model), deploy.push, deploy.dry_run)?;
+    let round = store::write_round(
+        &branches,
+        Some(&outcomes),
+        &summarizer(model),
+        deploy.push,
+        deploy.dry_run,
+    )?;
     Ok(Collected {
         round,
         outcomes,
         display: repo.display.clone(),
-        branch: repo.branch.clone(),
+        branch: branches.status.branch.clone(),
     })
+}
+
+/// The deploy commit of each pushed manifest, from the record of published artifacts.
+fn artifact_revisions(record: &crate::formats::artifact::Published) -> std::collections::HashMap<String, String> {
+    record
+        .clusters
+        .values()
+        .filter_map(|a| {
+            let commit = crate::formats::artifact::revision_commit(&a.revision)?;
+            Some((a.manifest.clone(), commit.to_string()))
+        })
+        .collect()
+}
+
+/// The deploy repo's deploy branch and the status branch `starmap.yaml` names.
+pub fn status_branches(model: &Model, deploy: &RenderTarget) -> Result<StatusBranches> {
+    StatusBranches::open(
+        &deploy.deploy,
+        &deploy.branch,
+        model.config.status_branch(),
+        deploy.push,
+    )
 }
 
 /// The summaries of a round: the default one per placement and every StatusSummary.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use controller_support::{
-    Controller, commit_change, deploy_commits, deploy_file, free_port, source_repo, start, wait_for,
+    Controller, branch_file, commit_change, deploy_commits, deploy_file, free_port, source_repo, start, wait_for,
 };
 use starmap::controller::webhook::github_signature;
 
@@ -513,6 +513,11 @@ fn a_status_round_that_commits_is_followed_by_a_render_round() {
         "logs:\n{}",
         c.logs()
     );
-    assert_eq!(deploy_commits(&s.deploy), 2, "the render commit and the status commit");
-    assert!(deploy_file(&s.deploy, "status/clusters/store-0042.yaml").is_some());
+    assert_eq!(
+        deploy_commits(&s.deploy),
+        1,
+        "the render commit: status rounds never move main"
+    );
+    assert!(deploy_file(&s.deploy, "status/clusters/store-0042.yaml").is_none());
+    assert!(branch_file(&s.deploy, "starmap-status", "status/clusters/store-0042.yaml").is_some());
 }

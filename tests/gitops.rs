@@ -343,3 +343,119 @@ fn a_misspelled_field_in_a_workload_fails_schema_validation() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error: workloads/storefront/service.yaml: cluster lab-1, Service/storefront/storefront: /spec: Additional properties are not allowed ('selektor' was unexpected)"), "{stderr}");
 }
+
+#[test]
+fn oci_delivery_objects_follow_each_clusters_artifact_and_validate_against_the_crds() {
+    // A render with `oci:` pushes: a real registry takes the artifacts (tests/oci.rs checks them).
+    let Some(registry_bin) = common::registry::available() else { return };
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = common::registry::Registry::start(&registry_bin, registry_dir.path());
+    for (argocd, objects) in [
+        ("{mode: applicationset}", 1),
+        ("{mode: applicationset, generator: git-directory}", 1),
+        ("{mode: applications}", 15),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = fixtures_with_config(
+            tmp.path(),
+            &format!(
+                "deploy: {{url: https://git.example.com/deploy.git}}\nflux: {{secretRef: registry-creds}}\nargocd: {argocd}\n\
+                 oci: {{repository: oci://{}/retail/fleet, tag: stable, insecure: true}}\n",
+                registry.host()
+            ),
+        );
+        let out = validate_with_schemas(&src);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["schemas"]["invalid"], serde_json::json!([]));
+        assert_eq!(
+            report["schemas"]["checked"].as_u64().unwrap() as usize,
+            200 - 4 + 28 + objects,
+            "{argocd}"
+        );
+
+        let deploy = tmp.path().join("deploy");
+        render_ok(&src, &deploy, &[]);
+        let files = tree_files(&deploy, "main");
+        let sync = &files["flux/store-0042/gotk-sync.yaml"];
+        let url = format!("url: oci://{}/retail/fleet/store-0042", registry.host());
+        for line in [
+            "kind: OCIRepository",
+            url.as_str(),
+            "tag: stable",
+            "mediaType: application/vnd.oci.image.layer.v1.tar+gzip",
+            "insecure: true",
+            "name: registry-creds",
+            "path: \"./\"\n",
+            "kind: OCIRepository\n    name: starmap",
+        ] {
+            assert!(sync.contains(line), "{line:?} in:\n{sync}");
+        }
+        assert!(!sync.contains("GitRepository"), "{sync}");
+        kustomize_build_ok(&deploy.join("flux/store-0042"), "flux/store-0042");
+        // The index records the layer of the artifact the cluster's tag will point to.
+        let index = &files[".starmap/clusters/store-0042.yaml"];
+        assert!(index.starts_with("cluster: store-0042\nartifact: sha256:"), "{index}");
+        let argo: String = files
+            .iter()
+            .filter(|(p, _)| p.starts_with("argocd/"))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        assert!(argo.contains("targetRevision: stable"), "{argo}");
+        assert!(argo.contains("path: \".\"\n"), "{argo}");
+        assert!(argo.contains(&format!("oci://{}/retail/fleet/", registry.host())), "{argo}");
+        kustomize_build_ok(&deploy.join("argocd"), "argocd");
+    }
+}
+
+#[test]
+fn git_delivery_keeps_only_the_clusters_directory_in_its_flux_artifact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = tmp.path().join("deploy");
+    render_ok(&fixtures(), &deploy, &[]);
+    let files = tree_files(&deploy, "main");
+    let sync = &files["flux/store-0042/gotk-sync.yaml"];
+    assert!(
+        sync.contains("ignore: |\n    /*\n    !/clusters/store-0042/\n"),
+        "spec.ignore limits the artifact to the cluster's directory:\n{sync}"
+    );
+    assert!(!files[".starmap/clusters/store-0042.yaml"].contains("artifact:"));
+}
+
+#[test]
+fn a_bad_oci_setting_names_its_line() {
+    for (oci, line, what) in [
+        ("oci: {repository: justahost}", 2, "must be REGISTRY/PATH"),
+        (
+            "oci:\n  repository: r.example.com/fleet\n  tag: \"a:b\"",
+            4,
+            "is not an OCI tag",
+        ),
+        (
+            "oci: {repository: r.example.com/fleet, tagg: x}",
+            2,
+            "unknown field `tagg`",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = fixtures_with_config(tmp.path(), &format!("{oci}\n"));
+        let deploy = tmp.path().join("deploy");
+        let out = starmap()
+            .args(["render", "--source"])
+            .arg(&src)
+            .arg("--deploy")
+            .arg(&deploy)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(&format!("error: starmap.yaml:{line}: ")), "{stderr}");
+        assert!(stderr.contains(what), "{stderr}");
+        assert!(!deploy.exists(), "nothing written");
+    }
+}

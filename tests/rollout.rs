@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{commit_count, copy_dir, fixtures, git, render, starmap, tree_files};
+use starmap::config::DEFAULT_STATUS_BRANCH;
 use starmap::formats::index::parse_index;
 use starmap::formats::status::{ClusterStatus, ObjectStatus};
 use starmap::gitstore::DeployRepo;
 use starmap::health::Health;
-use starmap::snapshot::DeployState;
+use starmap::snapshot::{DeployState, StatusBranches};
 use starmap::status::collect::ClusterOutcome;
 use starmap::status::store;
 
@@ -156,7 +157,9 @@ fn report_status(deploy: &Path, clusters: &[&str], health_of: &dyn Fn(&str) -> H
             })
         })
         .collect();
-    store::write_round(&repo, Some(&outcomes), &no_summaries, false, false).unwrap();
+    // Written as `status collect` writes it: on the status branch (the default starmap-status).
+    let branches = StatusBranches::open(deploy.to_str().unwrap(), "main", DEFAULT_STATUS_BRANCH, false).unwrap();
+    store::write_round(&branches, Some(&outcomes), &no_summaries, false, false).unwrap();
 }
 
 fn healthy(_: &str) -> Health {

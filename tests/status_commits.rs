@@ -1,6 +1,8 @@
-//! Status commits in git: one commit per round, none when only times changed, stale clusters
-//! keep their last status, and render and status writing to one branch never lose each
-//! other's commits (real git, a real bare remote, real concurrent pushes).
+//! Status commits in git: one commit per round on the status branch (the deploy branch never
+//! moves), none when only times changed, stale clusters keep their last status, a repo of the
+//! single-branch layout moves its `status/` to the status branch without losing a file, and
+//! render and status sharing one branch (`status.branch: main`) never lose each other's
+//! commits (real git, a real bare remote, real concurrent pushes).
 
 mod common;
 
@@ -8,9 +10,8 @@ use std::path::Path;
 
 use common::{commit_count, copy_dir, fixtures, git, starmap, tree_files};
 use starmap::formats::status::{ClusterStatus, ObjectStatus};
-use starmap::gitstore::DeployRepo;
 use starmap::health::Health;
-use starmap::snapshot::DeployState;
+use starmap::snapshot::{DeployState, StatusBranches};
 use starmap::status::collect::ClusterOutcome;
 use starmap::status::store;
 
@@ -59,35 +60,39 @@ fn rendered_deploy(dir: &Path) -> std::path::PathBuf {
     deploy
 }
 
+/// The deploy branch `main` and the status branch `status` of the repo at `path`.
+fn branches(path: &Path, status: &str, push: bool) -> StatusBranches {
+    StatusBranches::open(path.to_str().unwrap(), "main", status, push).unwrap()
+}
+
+const STATUS: &str = "starmap-status";
+
 #[test]
 fn one_commit_per_round_none_when_only_times_change_and_stale_keeps_status() {
     let tmp = tempfile::tempdir().unwrap();
     let deploy_path = rendered_deploy(tmp.path());
-    let deploy = DeployRepo::open(deploy_path.to_str().unwrap(), "main", false, false).unwrap();
-    let before = commit_count(&deploy_path, "main");
+    let repo = branches(&deploy_path, STATUS, false);
+    let main_tip = git(&deploy_path, &["rev-parse", "main"]);
 
-    let round = |outcomes: &[ClusterOutcome]| store::write_round(&deploy, Some(outcomes), &no_summaries, false, false);
+    let round = |outcomes: &[ClusterOutcome]| store::write_round(&repo, Some(outcomes), &no_summaries, false, false);
     let first = round(&[
         seen("store-0042", "2026-01-01T00:00:00Z", 2),
         seen("store-1001", "2026-01-01T00:00:00Z", 1),
     ])
     .unwrap();
     assert!(first.commit.is_some());
-    assert_eq!(
-        commit_count(&deploy_path, "main"),
-        before + 1,
-        "one commit for the round"
-    );
-    let files = tree_files(&deploy_path, "main");
+    assert_eq!(commit_count(&deploy_path, STATUS), 1, "one commit for the round");
+    let files = tree_files(&deploy_path, STATUS);
     assert!(files["status/clusters/store-0042.yaml"].contains("readyReplicas: 2"));
     assert!(files.contains_key("status/clusters/store-1001.yaml"));
-    // Render's paths are untouched.
-    assert!(files.contains_key("clusters/store-0042/kustomization.yaml"));
+    // The status branch holds status only; the deploy branch, which edges sync, did not move.
+    assert!(files.keys().all(|f| f.starts_with("status/")), "{:?}", files.keys());
+    assert_eq!(git(&deploy_path, &["rev-parse", "main"]), main_tip);
 
     // Same state a minute later: no commit, the old timestamp stays.
     let again = round(&[seen("store-0042", "2026-01-01T00:01:00Z", 2)]).unwrap();
     assert_eq!(again.commit, None);
-    assert_eq!(commit_count(&deploy_path, "main"), before + 1);
+    assert_eq!(commit_count(&deploy_path, STATUS), 1);
 
     // Unreachable: stale, with the last known objects and lastSeen kept.
     let stale = round(&[ClusterOutcome::Unreachable {
@@ -96,14 +101,100 @@ fn one_commit_per_round_none_when_only_times_change_and_stale_keeps_status() {
     }])
     .unwrap();
     assert!(stale.commit.is_some());
-    let text = &tree_files(&deploy_path, "main")["status/clusters/store-1001.yaml"];
+    let text = &tree_files(&deploy_path, STATUS)["status/clusters/store-1001.yaml"];
     assert!(text.contains("stale: true"), "{text}");
     assert!(text.contains("reachable: false"), "{text}");
     assert!(text.contains("lastSeen: \"2026-01-01T00:00:00Z\""), "{text}");
     assert!(text.contains("readyReplicas: 1"), "last known status kept: {text}");
     assert!(text.contains("connection refused"), "{text}");
     // store-0042's file did not change in that round.
-    assert!(tree_files(&deploy_path, "main")["status/clusters/store-0042.yaml"].contains("2026-01-01T00:00:00Z"));
+    assert!(tree_files(&deploy_path, STATUS)["status/clusters/store-0042.yaml"].contains("2026-01-01T00:00:00Z"));
+    assert_eq!(
+        git(&deploy_path, &["rev-parse", "main"]),
+        main_tip,
+        "no round moved main"
+    );
+}
+
+#[test]
+fn a_single_branch_repo_moves_its_status_to_the_status_branch_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy_path = rendered_deploy(tmp.path());
+    // A repo of the single-branch layout: status rounds committed to main.
+    let single = branches(&deploy_path, "main", false);
+    store::write_round(
+        &single,
+        Some(&[seen("store-1001", "2026-01-01T00:00:00Z", 1)]),
+        &no_summaries,
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(tree_files(&deploy_path, "main").contains_key("status/clusters/store-1001.yaml"));
+    let main_tip = git(&deploy_path, &["rev-parse", "main"]);
+
+    // Before the first round on the status branch, `status show` still finds the old files.
+    let show = || {
+        let out = starmap()
+            .args(["status", "show", "-o", "json", "--deploy"])
+            .arg(&deploy_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(show()["clusters"], 1);
+
+    // The first round on the status branch starts it from main's status/ and adds its own.
+    let split = branches(&deploy_path, STATUS, false);
+    let round = store::write_round(
+        &split,
+        Some(&[seen("store-0042", "2026-01-01T00:00:00Z", 2)]),
+        &no_summaries,
+        false,
+        false,
+    )
+    .unwrap();
+    assert!(round.commit.is_some());
+    let files = tree_files(&deploy_path, STATUS);
+    assert!(files.contains_key("status/clusters/store-1001.yaml"), "moved over");
+    assert!(files.contains_key("status/clusters/store-0042.yaml"), "this round's");
+    assert_eq!(
+        git(&deploy_path, &["rev-parse", "main"]),
+        main_tip,
+        "status never moves main"
+    );
+    assert_eq!(show()["clusters"], 2);
+
+    // The next render takes status/ off the deploy branch, once, and says so.
+    let render = || {
+        starmap()
+            .args(["render", "--source"])
+            .arg(fixtures())
+            .arg("--deploy")
+            .arg(&deploy_path)
+            .output()
+            .unwrap()
+    };
+    let out = render();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let main = tree_files(&deploy_path, "main");
+    assert!(!main.keys().any(|f| f.starts_with("status/")), "status/ left main");
+    assert!(main.contains_key("clusters/store-0042/kustomization.yaml"));
+    let subject = git(&deploy_path, &["log", "-1", "--format=%s", "main"]);
+    assert_eq!(subject.trim(), "starmap: status files moved to branch starmap-status");
+    assert!(
+        main[".starmap/render.yaml"].contains("statusBranch: starmap-status"),
+        "{}",
+        main[".starmap/render.yaml"]
+    );
+    let again = render();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("no changes"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(show()["clusters"], 2);
 }
 
 #[test]
@@ -134,6 +225,10 @@ fn render_and_status_committing_concurrently_lose_nothing() {
         );
     }
     let start = commit_count(&origin, "main");
+    // The single-branch layout: render and status share main, the race this test is about.
+    let config = source.join("starmap.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}status:\n  branch: main\n")).unwrap();
 
     let inventory = source.join("inventory/us-east.yaml");
     let original = std::fs::read_to_string(&inventory).unwrap();
@@ -158,7 +253,7 @@ fn render_and_status_committing_concurrently_lose_nothing() {
             }
         }
     });
-    let deploy = DeployRepo::open(status_clone.to_str().unwrap(), "main", true, false).unwrap();
+    let deploy = branches(&status_clone, "main", true);
     for i in 0..ROUNDS {
         // A collection round reads the clusters before it writes (at least 100 ms for even a
         // small fleet; a minute between rounds in practice); without that pause this loop
@@ -194,7 +289,7 @@ fn render_and_status_committing_concurrently_lose_nothing() {
 fn summarize_commits_summaries_once_and_show_prints_them() {
     let tmp = tempfile::tempdir().unwrap();
     let deploy_path = rendered_deploy(tmp.path());
-    let deploy = DeployRepo::open(deploy_path.to_str().unwrap(), "main", false, false).unwrap();
+    let deploy = branches(&deploy_path, STATUS, false);
     store::write_round(
         &deploy,
         Some(&[seen("store-0042", "2026-01-01T00:00:00Z", 2)]),
@@ -216,7 +311,8 @@ fn summarize_commits_summaries_once_and_show_prints_them() {
     };
     let first = summarize();
     assert!(first.starts_with("committed "), "{first}");
-    let files = tree_files(&deploy_path, "main");
+    assert!(first.contains(" to starmap-status "), "{first}");
+    let files = tree_files(&deploy_path, STATUS);
     let storefront = &files["status/summaries/placements/storefront.yaml"];
     assert!(storefront.contains("placement: storefront"), "{storefront}");
     // store-0042 reported its storefront Deployment Healthy; the other stores have no file.
@@ -225,9 +321,9 @@ fn summarize_commits_summaries_once_and_show_prints_them() {
     let by_region = &files["status/summaries/storefront-by-region.yaml"];
     assert!(by_region.contains("region: us-east"), "{by_region}");
     // Offline and deterministic: the same status files give the same summaries, no commit.
-    let before = commit_count(&deploy_path, "main");
+    let before = commit_count(&deploy_path, STATUS);
     assert!(summarize().contains("no change"));
-    assert_eq!(commit_count(&deploy_path, "main"), before);
+    assert_eq!(commit_count(&deploy_path, STATUS), before);
 
     let out = starmap()
         .args(["status", "show", "--deploy"])

@@ -39,7 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &["rollout", "summary"],
     &["explain", "desired"],
     // The imperative shell.
-    &["gitstore", "schema"],
+    &["gitstore", "oci", "schema"],
     &["source", "snapshot"],
     &["deploy", "status"],
     &["pipeline"],

@@ -167,6 +167,10 @@ pub struct SummarizeArgs {
 pub struct ShowArgs {
     #[command(flatten)]
     pub deploy: DeployArgs,
+    /// The branch status is committed to. Default: the `statusBranch` the last render recorded
+    /// in `.starmap/render.yaml` (from `status.branch` in starmap.yaml), else starmap-status.
+    #[arg(long, env = "STARMAP_STATUS_BRANCH")]
+    pub status_branch: Option<String>,
     /// Worst clusters listed per placement.
     #[arg(long, default_value_t = 5)]
     pub worst: usize,

@@ -89,8 +89,21 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         dry_run: a.dry_run,
         no_cache: a.no_cache,
     };
-    let done = pipeline::render(&model, &plan, &target)?;
-    output::render_result(&model, &done.display, &done.branch, &done.outcome, a.dry_run, a.output);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| starmap::Error::msg(format!("cannot start the async runtime: {e}")))?;
+    let done = pipeline::render(&model, &plan, &target, runtime.handle())?;
+    drop(runtime);
+    output::render_result(
+        &model,
+        &done.display,
+        &done.branch,
+        &done.outcome,
+        done.published.as_ref(),
+        a.dry_run,
+        a.output,
+    );
     if done.remote && !a.push && done.outcome.commit.is_some() && a.output != OutputFormat::Json {
         println!(
             "note: committed in the local cache only; add --push to send it to {}",

@@ -6,6 +6,7 @@ use serde_json::json;
 use starmap::Model;
 use starmap::deploy::Outcome;
 use starmap::deploy::changes::{ChangeKind, Changes};
+use starmap::deploy::publish::PublishOutcome;
 use starmap::explain::Explanation;
 
 use super::args::OutputFormat;
@@ -46,11 +47,26 @@ pub fn render_result(
     deploy: &str,
     branch: &str,
     outcome: &Outcome,
+    published: Option<&PublishOutcome>,
     dry_run: bool,
     format: OutputFormat,
 ) {
+    let pushed_artifacts = |published: Option<&PublishOutcome>| {
+        if let (Some(p), Some(oci)) = (published, &model.config.oci)
+            && !p.pushed.is_empty()
+        {
+            println!(
+                "pushed {} artifact{} to {} (tag {})",
+                p.pushed.len(),
+                if p.pushed.len() == 1 { "" } else { "s" },
+                oci.repository(),
+                oci.tag
+            );
+        }
+    };
     if format == OutputFormat::Json {
         print_json(&json!({
+            "artifactsPushed": published.map(|p| p.pushed.clone()),
             "commit": outcome.commit.map(|c| c.to_string()),
             "pushed": outcome.pushed,
             "dryRun": dry_run,
@@ -82,6 +98,7 @@ pub fn render_result(
     }
     if outcome.changes.is_empty() {
         println!("no changes: {deploy} branch {branch} is up to date");
+        pushed_artifacts(published);
         return;
     }
     match (outcome.commit, dry_run) {
@@ -100,6 +117,7 @@ pub fn render_result(
         }
         (None, false) => {}
     }
+    pushed_artifacts(published);
 }
 
 pub fn plan_result(

@@ -7,11 +7,13 @@ use serde_json::{Value, json};
 
 use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs};
 use super::{load, output};
-use starmap::formats::PLACEMENT_SUMMARIES_DIR;
+use starmap::config::DEFAULT_STATUS_BRANCH;
+use starmap::deploy::publish;
 use starmap::formats::status::ClusterStatus;
-use starmap::gitstore::{DeployRepo, entries_at};
+use starmap::formats::{PLACEMENT_SUMMARIES_DIR, RENDER_FILE, meta};
+use starmap::gitstore::{DeployRepo, blob_text, entries_at, entry_at};
 use starmap::health::{Health, severity};
-use starmap::snapshot::{DeployState, read_states};
+use starmap::snapshot::{StatusBranches, read_states, status_root};
 use starmap::status::collect::ClusterOutcome;
 use starmap::status::store::{self, RoundOutcome};
 use starmap::{Error, Result, pipeline};
@@ -52,14 +54,34 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
 
 pub fn summarize_cmd(a: SummarizeArgs) -> Result<ExitCode> {
     let (model, _plan) = load(&a.source)?;
-    let deploy = open(&a.deploy, a.push)?;
-    let round = store::write_round(&deploy, None, &pipeline::summarizer(&model), a.push, a.dry_run)?;
-    print_round(&deploy.display, &deploy.branch, &round, &[], a.dry_run, a.output);
+    let branches = StatusBranches::open(&a.deploy.deploy, &a.deploy.branch, model.config.status_branch(), a.push)?;
+    let round = store::write_round(&branches, None, &pipeline::summarizer(&model), a.push, a.dry_run)?;
+    print_round(
+        &branches.status.display,
+        &branches.status.branch,
+        &round,
+        &[],
+        a.dry_run,
+        a.output,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(args: &DeployArgs, push: bool) -> Result<DeployRepo> {
-    DeployRepo::open(&args.deploy, &args.branch, push, false)
+/// The status branch `status show` reads: the flag, else what the last render recorded.
+fn status_branch_of(deploy: &DeployArgs, flag: Option<&str>) -> Result<StatusBranches> {
+    let repo = DeployRepo::open(&deploy.deploy, &deploy.branch, false, false)?;
+    repo.fetch()?;
+    let recorded = || {
+        let tree = repo.tip().ok()??.tree;
+        let oid = entry_at(&repo.repo, Some(tree), RENDER_FILE)?;
+        meta::status_branch_of(&blob_text(&repo.repo, oid).ok()?)
+    };
+    let branch = match flag {
+        Some(b) => b.to_string(),
+        None => recorded().unwrap_or_else(|| DEFAULT_STATUS_BRANCH.to_string()),
+    };
+    let status = repo.on_branch(&branch)?;
+    Ok(StatusBranches { deploy: repo, status })
 }
 
 fn print_round(
@@ -148,12 +170,13 @@ fn print_round(
 
 /// `status show`: the per-placement summaries and the cluster files at the tip.
 pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
-    let deploy = open(&a.deploy, false)?;
-    deploy.fetch()?;
-    let tip = deploy.tip()?;
-    let state = DeployState::read(&deploy.repo, tip)?;
+    let branches = status_branch_of(&a.deploy, a.status_branch.as_deref())?;
+    let deploy = &branches.deploy;
+    let (state, status_tip) = branches.read()?;
+    let tip = state.tip;
     let mut placements = Vec::new();
-    for (file, oid) in entries_at(&deploy.repo, tip.map(|t| t.tree), PLACEMENT_SUMMARIES_DIR) {
+    let summaries_root = status_root(tip, status_tip);
+    for (file, oid) in entries_at(&deploy.repo, summaries_root, PLACEMENT_SUMMARIES_DIR) {
         let path = format!("{PLACEMENT_SUMMARIES_DIR}/{file}");
         let blob = deploy.repo.find_blob(oid)?;
         let text = String::from_utf8_lossy(blob.content()).into_owned();
@@ -162,6 +185,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         }
     }
     let rollouts = read_states(&deploy.repo, tip.map(|t| t.tree));
+    let artifacts = publish::behind(deploy)?;
     let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
     clusters.sort_by_key(|s| {
         (
@@ -183,14 +207,41 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             "placements": placements,
             "worstClusters": worst_clusters,
             "rollouts": rollouts.values().collect::<Vec<_>>(),
+            "artifacts": artifacts.as_ref().map(|(record, behind)| json!({
+                "repository": record.repository,
+                "tag": record.tag,
+                "complete": record.complete,
+                "behind": behind,
+            })),
         }));
         return Ok(ExitCode::SUCCESS);
     }
     print_rollouts(&rollouts);
+    if let Some((record, behind)) = &artifacts {
+        if behind.is_empty() {
+            println!(
+                "ARTIFACTS: every cluster's artifact in {} is the deploy tip's\n",
+                record.repository
+            );
+        } else {
+            let shown: Vec<&str> = behind.iter().take(10).map(String::as_str).collect();
+            let more = behind.len().saturating_sub(shown.len());
+            println!(
+                "ARTIFACTS: {} cluster(s) whose artifact is behind the deploy tip (the next render pushes them): {}{}\n",
+                behind.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     if state.statuses.is_empty() {
         println!(
             "no status in {} (branch {}): run `starmap status collect`",
-            deploy.display, deploy.branch
+            deploy.display, branches.status.branch
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -55,9 +55,10 @@ async fn render_round(settings: &Settings, shared: &Shared, warned: &mut Vec<Str
         settings.inventory.clone(),
         settings.target.clone(),
     );
+    let runtime = tokio::runtime::Handle::current();
     let joined = tokio::task::spawn_blocking(move || {
         let (model, plan) = pipeline::load(&source, inventory.as_deref())?;
-        let rendered = pipeline::render(&model, &plan, &target);
+        let rendered = pipeline::render(&model, &plan, &target, &runtime);
         Ok::<_, Error>((Arc::new(model), plan.warnings, rendered))
     })
     .await;

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::formats::digests::{Digests, Slots};
 use crate::formats::files::KUSTOMIZATION_FILE;
 use crate::formats::{
-    ARGOCD_DIR, CLUSTERS_DIR, DIGESTS_FILE, FLUX_DIR, INDEX_DIR, README_FILE, RENDER_FILE, ROLLOUTS_DIR, meta,
+    ARGOCD_DIR, CLUSTERS_DIR, DIGESTS_FILE, FLUX_DIR, INDEX_DIR, README_FILE, RENDER_FILE, ROLLOUTS_DIR, STATUS_DIR,
+    meta,
 };
 use crate::gitstore::{
     Change, Entry, MODE_BLOB, MODE_TREE, ObjectSet, Tip, entry_at, hash_object, overlay, tree_bytes,
@@ -86,7 +87,7 @@ fn add_blob(objects: &mut Vec<(ObjectType, Vec<u8>, Oid)>, content: &str) -> Oid
     oid
 }
 
-fn cluster_objects(out: &Rendered) -> ClusterObjects {
+fn cluster_objects(out: &Rendered, artifact: Option<&str>) -> ClusterObjects {
     let rendered = &out.cluster;
     let mut objects = Vec::with_capacity(rendered.objects.len() + 8);
     let files_in_dir = rendered
@@ -102,7 +103,9 @@ fn cluster_objects(out: &Rendered) -> ClusterObjects {
         .zip(blobs)
         .map(|(o, oid)| (o.file.clone(), oid))
         .collect();
-    let index = add_blob(&mut objects, &rendered.index().to_yaml());
+    let mut index = rendered.index();
+    index.artifact = artifact.map(String::from);
+    let index = add_blob(&mut objects, &index.to_yaml());
     let sync = &out.sync;
     let flux = (!sync.flux.is_empty())
         .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))).0);
@@ -124,7 +127,8 @@ pub fn build(
     model: &Model,
     tip: Option<Tip>,
     tip_slots: &TipSlots,
-    desired: &DesiredTree,
+    desired: &DesiredTree<'_>,
+    status_moved: Option<String>,
     keep_content: bool,
 ) -> Result<Built> {
     let base = tip.map(|t| t.tree);
@@ -132,7 +136,9 @@ pub fn build(
         .clusters
         .par_iter()
         .filter_map(|c| match c {
-            DesiredCluster::Fresh { files, .. } => Some((files, cluster_objects(files))),
+            DesiredCluster::Fresh { files, digest, .. } => {
+                Some((files.as_ref(), cluster_objects(files, digest.artifact.as_deref())))
+            }
             DesiredCluster::Reuse { .. } => None,
         })
         .collect();
@@ -186,6 +192,9 @@ pub fn build(
         owned(INDEX_DIR, tree_of(&mut objects, entries.index)),
         owned(ROLLOUTS_DIR, rollouts),
     ];
+    if status_moved.is_some() {
+        content.push(owned(STATUS_DIR, None));
+    }
     for dir in &desired.sync_dirs {
         let tree = match *dir {
             FLUX_DIR => tree_of(&mut objects, std::mem::take(&mut entries.flux)),
@@ -209,6 +218,7 @@ pub fn build(
             .filter(|c| c.path == FLUX_DIR || c.path == ARGOCD_DIR)
             .any(|c| entry_at(repo, base, &c.path) != c.entry.map(|(_, oid)| oid));
         report.metadata_changed = report.clusters.is_empty() && !report.sync_changed;
+        report.status_moved_to = status_moved;
     }
     let source = &model.source;
     let digests_blob = objects.add(ObjectType::Blob, digests.to_yaml().into_bytes());
@@ -217,6 +227,7 @@ pub fn build(
         meta::render_file(
             &source.display,
             source.commit.as_deref(),
+            model.config.status_branch(),
             digests.clusters.len(),
             digests.total_objects(),
         )

@@ -59,6 +59,13 @@ pub struct Changes {
     /// Rollouts whose state changed: `<placement>: <phase>, <open>/<waves> waves open[: why]`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<String>,
+    /// The single-branch layout's `status/` left the deploy branch: status lives on this branch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_moved_to: Option<String>,
+    /// The status commit the rollout gates read (the `Starmap-Status-Commit` trailer), so that
+    /// every wave that opens can be traced to the status that opened it.
+    #[serde(skip)]
+    pub status_read: Option<String>,
 }
 
 impl Changes {
@@ -71,6 +78,7 @@ impl Changes {
         self.rollouts.clear();
         self.sync_changed = false;
         self.metadata_changed = false;
+        self.status_moved_to = None;
     }
 
     /// Objects added, changed, removed.
@@ -240,6 +248,8 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
     let n = changes.clusters.len();
     if n == 0 && changes.sync_changed {
         let _ = writeln!(m, "starmap: update the Argo CD and Flux objects");
+    } else if let (0, Some(branch)) = (n, &changes.status_moved_to) {
+        let _ = writeln!(m, "starmap: status files moved to branch {branch}");
     } else if n == 0 && !changes.rollouts.is_empty() {
         let _ = writeln!(m, "starmap: rollout {}", changes.rollouts[0]);
     } else if n == 0 {
@@ -283,6 +293,9 @@ pub fn commit_message(model: &Model, changes: &Changes) -> String {
     let _ = writeln!(m, "Starmap-Source: {}", model.source.display);
     if let Some(commit) = &model.source.commit {
         let _ = writeln!(m, "Starmap-Source-Commit: {commit}");
+    }
+    if let Some(commit) = &changes.status_read {
+        let _ = writeln!(m, "Starmap-Status-Commit: {commit}");
     }
     m
 }

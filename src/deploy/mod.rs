@@ -4,10 +4,15 @@
 
 mod build;
 pub mod changes;
+pub mod publish;
 
-use crate::desired::{self, Memo, Sources};
+use std::collections::BTreeMap;
+
+use crate::desired::{self, DesiredCluster, Memo, Sources};
 use crate::error::Result;
-use crate::gitstore::{DeployRepo, Proposal};
+use crate::formats::STATUS_DIR;
+use crate::formats::artifact::Layer;
+use crate::gitstore::{DeployRepo, Proposal, entry_at};
 use crate::model::Model;
 use crate::rollout::Progress;
 use crate::snapshot::RenderBase;
@@ -41,6 +46,9 @@ pub struct Outcome {
     pub objects_written: usize,
     /// Every placement with `spec.rollout` or `spec.suspend`, as this render left it.
     pub rollouts: Vec<Progress>,
+    /// With OCI delivery, the artifact layers of the clusters rendered now, by cluster (the
+    /// others' are rebuilt from git when they must be pushed).
+    pub artifacts: BTreeMap<String, Layer>,
 }
 
 impl Outcome {
@@ -55,21 +63,53 @@ impl Outcome {
             reused: 0,
             objects_written: 0,
             rollouts: Vec::new(),
+            artifacts: BTreeMap::new(),
         }
     }
 }
 
 /// Render into the deploy repo: commit unless `options.dry_run`, push if asked. Each attempt
 /// reads the tip, decides the tree (`desired`, pure) and builds its objects; an attempt that
-/// lost a race to another writer starts again on the new tip.
-pub fn write(sources: &Sources<'_, '_>, deploy: &DeployRepo, options: &WriteOptions) -> Result<Outcome> {
+/// lost a race to another writer starts again on the new tip. `before_commit` runs once, before
+/// the first commit is made (OCI delivery checks its registry there: nothing is committed that
+/// could not be published).
+pub fn write(
+    sources: &Sources<'_, '_>,
+    deploy: &DeployRepo,
+    options: &WriteOptions,
+    before_commit: &dyn Fn() -> Result<()>,
+) -> Result<Outcome> {
     let model = sources.model;
+    let status_branch = model.config.status_branch();
+    let status = (status_branch != deploy.branch)
+        .then(|| deploy.on_branch(status_branch))
+        .transpose()?;
     let mut memo = Memo::new();
+    let mut checked = false;
     let done = deploy.commit_retrying(options.push, "", |tip| {
-        let base = RenderBase::read(&deploy.repo, tip);
+        let base = RenderBase::read(&deploy.repo, tip, status.as_ref());
         let desired = desired::build(sources, &base, &mut memo, options.no_cache, crate::time::now())?;
-        let built = build::build(&deploy.repo, model, tip, &base.slots, &desired, options.keep_content)?;
+        // The old single-branch `status/` leaves the deploy branch once the status branch has
+        // taken it over (its first round does that).
+        let status_moved = match &status {
+            Some(status) if entry_at(&deploy.repo, tip.map(|t| t.tree), STATUS_DIR).is_some() => {
+                status.fetch()?;
+                status.tip()?.is_some().then(|| status.branch.clone())
+            }
+            _ => None,
+        };
+        let built = build::build(
+            &deploy.repo,
+            model,
+            tip,
+            &base.slots,
+            &desired,
+            status_moved,
+            options.keep_content,
+        )?;
         let (rendered, reused) = desired.counts();
+        let mut built = built;
+        built.changes.status_read = base.status_read().map(|c| c.to_string());
         let outcome = Outcome {
             message: changes::commit_message(model, &built.changes),
             changes: built.changes,
@@ -79,12 +119,26 @@ pub fn write(sources: &Sources<'_, '_>, deploy: &DeployRepo, options: &WriteOpti
             reused,
             objects_written: 0,
             rollouts: desired.progress(),
+            artifacts: desired
+                .clusters
+                .iter()
+                .filter_map(|c| match c {
+                    DesiredCluster::Fresh {
+                        artifact: Some(layer), ..
+                    } => Some((c.name().to_string(), layer.clone())),
+                    _ => None,
+                })
+                .collect(),
         };
         let proposal = (!outcome.changes.is_empty() && !options.dry_run).then(|| Proposal {
             root: built.root,
             objects: built.objects,
             message: outcome.message.clone(),
         });
+        if proposal.is_some() && !checked {
+            before_commit()?;
+            checked = true;
+        }
         Ok((outcome, proposal))
     })?;
     Ok(Outcome {
@@ -104,7 +158,7 @@ pub fn plan(sources: &Sources<'_, '_>, deploy: Option<&DeployRepo>, keep_content
                 keep_content,
                 ..Default::default()
             };
-            Ok(write(sources, deploy, &options)?.changes)
+            Ok(write(sources, deploy, &options, &|| Ok(()))?.changes)
         }
         // No deploy repo yet: everything is new.
         None => Ok(changes::all_new(

@@ -11,12 +11,14 @@
 
 mod hold;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::formats::artifact::{self, Layer};
 use crate::formats::digests::{ClusterDigest, Digests};
 use crate::formats::rollout::{Progress, State};
 use crate::gitops::{ClusterSyncFiles, SyncObjects};
@@ -53,11 +55,12 @@ pub struct Rendered {
 /// another writer builds again on the new tip without rendering the same cluster twice.
 pub type Memo = BTreeMap<String, Rendered>;
 
-/// The deploy repo a render wants, less what only git can say (object ids).
+/// The deploy repo a render wants, less what only git can say (object ids). Fresh clusters
+/// borrow their files from the [`Memo`] (at 10,000 clusters a copy would cost ~150 MB).
 #[derive(Debug)]
-pub struct DesiredTree {
+pub struct DesiredTree<'a> {
     /// Every cluster of the model, in the model's (name) order.
-    pub clusters: Vec<DesiredCluster>,
+    pub clusters: Vec<DesiredCluster<'a>>,
     /// One state per gated placement: `.starmap/rollouts/`.
     pub rollout_states: Vec<State>,
     /// Rollouts whose state differs from the tip's, for the commit message.
@@ -69,14 +72,20 @@ pub struct DesiredTree {
 }
 
 #[derive(Debug)]
-pub enum DesiredCluster {
+pub enum DesiredCluster<'a> {
     /// The tip's files, as the digests file recorded them.
     Reuse { name: String, digest: ClusterDigest },
-    /// Files rendered now. `digest.slots` is empty: the ids are git's to compute.
-    Fresh { files: Rendered, digest: ClusterDigest },
+    /// Files rendered now (composed with the tip's held objects where a rollout holds some
+    /// back). `digest.slots` is empty: the ids are git's to compute.
+    Fresh {
+        files: Cow<'a, Rendered>,
+        digest: ClusterDigest,
+        /// Its OCI artifact layer, with `oci:` in starmap.yaml (also in `digest.artifact`).
+        artifact: Option<Layer>,
+    },
 }
 
-impl DesiredCluster {
+impl DesiredCluster<'_> {
     pub fn name(&self) -> &str {
         match self {
             DesiredCluster::Reuse { name, .. } => name,
@@ -91,7 +100,7 @@ impl DesiredCluster {
     }
 }
 
-impl DesiredTree {
+impl DesiredTree<'_> {
     pub fn progress(&self) -> Vec<Progress> {
         self.rollout_states.iter().map(State::progress).collect()
     }
@@ -124,6 +133,10 @@ impl Sources<'_, '_> {
         if let Some(sync) = self.sync {
             h.update(serde_json::to_vec(&sync.fingerprint()).unwrap_or_default());
         }
+        // With OCI delivery each index records its artifact: turning it on renders again.
+        if let Some(oci) = &self.model.config.oci {
+            h.update(serde_json::to_vec(oci).unwrap_or_default());
+        }
         h
     }
 
@@ -153,13 +166,13 @@ impl Sources<'_, '_> {
 
 /// The tree a render wants on top of `recorded`. `no_cache` renders every cluster even when
 /// its inputs did not change; `now` (seconds since 1970) is the rollout gate's clock.
-pub fn build(
+pub fn build<'a>(
     sources: &Sources<'_, '_>,
     recorded: &dyn Recorded,
-    memo: &mut Memo,
+    memo: &'a mut Memo,
     no_cache: bool,
     now: i64,
-) -> Result<DesiredTree> {
+) -> Result<DesiredTree<'a>> {
     let model = sources.model;
     let previous = recorded.digests();
     let global = sources.global_digest();
@@ -221,6 +234,7 @@ pub fn build(
         (d.held == decision.held[i] && recorded.intact(&model.clusters[i].name)).then_some(d)
     };
     render_missing(sources, &inputs, memo, |i| reusable(i).is_none())?;
+    let memo: &'a Memo = memo;
 
     let mut clusters = Vec::with_capacity(model.clusters.len());
     for (i, cluster) in model.clusters.iter().enumerate() {
@@ -234,17 +248,18 @@ pub fn build(
         let fresh = &memo[&inputs[i]];
         // A cluster holding placements back gets those objects from the tip.
         let files = if decision.held[i].is_empty() {
-            fresh.clone()
+            Cow::Borrowed(fresh)
         } else {
             let held = recorded.held_objects(&cluster.name, &decision.held[i])?;
-            Rendered {
+            Cow::Owned(Rendered {
                 cluster: compose(&fresh.cluster, held, &decision.held[i]),
                 sync: fresh.sync.clone(),
-            }
+            })
         };
         let digest = ClusterDigest {
             inputs: inputs[i].clone(),
             objects: files.cluster.objects.len(),
+            artifact: None,
             slots: Default::default(),
             written: rollout_digests[i]
                 .keys()
@@ -253,7 +268,26 @@ pub fn build(
             rollouts: rollout_digests[i].clone(),
             held: decision.held[i].clone(),
         };
-        clusters.push(DesiredCluster::Fresh { files, digest });
+        clusters.push(DesiredCluster::Fresh {
+            files,
+            digest,
+            artifact: None,
+        });
+    }
+    if model.config.oci.is_some() {
+        // The layer of each fresh cluster, from exactly the files the commit will hold.
+        clusters.par_iter_mut().for_each(|c| {
+            if let DesiredCluster::Fresh {
+                files,
+                digest,
+                artifact,
+            } = c
+            {
+                let layer = artifact::layer(files.cluster.files());
+                digest.artifact = Some(layer.digest.clone());
+                *artifact = Some(layer);
+            }
+        });
     }
     Ok(DesiredTree {
         clusters,

@@ -26,6 +26,9 @@ pub struct ClusterDigest {
     pub inputs: String,
     /// Objects in its directory.
     pub objects: usize,
+    /// The digest of its OCI artifact layer (with `oci:` in starmap.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
     #[serde(flatten)]
     pub slots: Slots,
     /// Per gated placement (rollout or suspension) placing objects here: the digest of
@@ -90,6 +93,7 @@ mod tests {
             ClusterDigest {
                 inputs: "sha256:ab".into(),
                 objects: 3,
+                artifact: Some("sha256:ee".into()),
                 slots: Slots {
                     tree: "t".into(),
                     index: "i".into(),

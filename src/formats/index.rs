@@ -15,6 +15,9 @@ use crate::yaml;
 #[serde(rename_all = "camelCase")]
 pub struct ClusterIndex {
     pub cluster: String,
+    /// The digest of the cluster's OCI artifact layer (with `oci:` in starmap.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
     #[serde(default)]
     pub objects: Vec<IndexEntry>,
 }

@@ -7,17 +7,34 @@ use super::digests::Digests;
 use crate::error::{Error, Result};
 use crate::yaml;
 
-/// `.starmap/render.yaml`.
-pub fn render_file(source: &str, source_commit: Option<&str>, clusters: usize, objects: usize) -> String {
+/// `.starmap/render.yaml`: where the render came from, what it holds, and where status lives
+/// (`statusBranch`, for readers that have only the deploy repo, like `status show`).
+pub fn render_file(
+    source: &str,
+    source_commit: Option<&str>,
+    status_branch: &str,
+    clusters: usize,
+    objects: usize,
+) -> String {
     let mut v = serde_json::Map::new();
     v.insert("source".into(), json!(source));
     if let Some(commit) = source_commit {
         v.insert("sourceCommit".into(), json!(commit));
     }
     v.insert("starmapVersion".into(), json!(env!("CARGO_PKG_VERSION")));
+    v.insert("statusBranch".into(), json!(status_branch));
     v.insert("clusters".into(), json!(clusters));
     v.insert("objects".into(), json!(objects));
     yaml::to_yaml_string(&Value::Object(v))
+}
+
+/// The `statusBranch` a render recorded in `.starmap/render.yaml`'s text, if any.
+pub fn status_branch_of(render_file: &str) -> Option<String> {
+    let doc = yaml::parse_documents(render_file, super::RENDER_FILE)
+        .ok()?
+        .into_iter()
+        .next()?;
+    doc.value.get("statusBranch")?.as_str().map(String::from)
 }
 
 /// `README.md`: what the repo is, where it comes from, the clusters and their object counts.

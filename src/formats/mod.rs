@@ -17,6 +17,7 @@
 //!
 //! Pure: text in, values out, and back. Reading the files out of git is `snapshot`'s job.
 
+pub mod artifact;
 pub mod digests;
 pub mod files;
 pub mod index;

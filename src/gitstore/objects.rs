@@ -82,6 +82,21 @@ pub fn tree_bytes(mut entries: Vec<Entry>) -> Vec<u8> {
     out
 }
 
+/// The entries of a serialized tree (as [`tree_bytes`] writes it).
+fn parse_tree(mut data: &[u8]) -> Option<Vec<Entry>> {
+    let mut entries = Vec::new();
+    while !data.is_empty() {
+        let space = data.iter().position(|b| *b == b' ')?;
+        let mode = u32::from_str_radix(std::str::from_utf8(&data[..space]).ok()?, 8).ok()?;
+        let nul = data.iter().position(|b| *b == 0)?;
+        let name = String::from_utf8(data[space + 1..nul].to_vec()).ok()?;
+        let oid = Oid::from_bytes(data.get(nul + 1..nul + 21)?).ok()?;
+        entries.push(Entry { name, mode, oid });
+        data = &data[nul + 21..];
+    }
+    Some(entries)
+}
+
 /// Objects to store, deduplicated by id.
 #[derive(Default)]
 pub struct ObjectSet {
@@ -119,6 +134,13 @@ impl ObjectSet {
     /// Content of an object of this set, if it is here.
     pub fn get(&self, oid: Oid) -> Option<&[u8]> {
         self.index.get(&oid).map(|&i| self.objects[i].1.as_slice())
+    }
+
+    /// The entries of a tree of this set (not yet stored), if it is here.
+    pub fn tree_entries(&self, oid: Oid) -> Option<Vec<Entry>> {
+        let &i = self.index.get(&oid)?;
+        let (kind, data, _) = &self.objects[i];
+        (*kind == ObjectType::Tree).then(|| parse_tree(data)).flatten()
     }
 
     /// Store the objects the repository does not have yet, as one pack. Returns how many
@@ -213,5 +235,13 @@ mod tests {
         builder.insert("a.b", blob, 0o100644).unwrap();
         builder.insert("a-c", blob, 0o100644).unwrap();
         assert_eq!(builder.write().unwrap(), root, "same id as libgit2's own tree builder");
+        let mut set = ObjectSet::default();
+        let entries = vec![
+            Entry::blob("a-c", blob),
+            Entry::blob("a.b", blob),
+            Entry::tree("a", sub),
+        ];
+        let id = set.add_tree(entries.clone());
+        assert_eq!(set.tree_entries(id), Some(entries), "a tree of the set reads back");
     }
 }

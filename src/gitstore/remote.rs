@@ -51,6 +51,19 @@ pub fn is_url(s: &str) -> bool {
     }
 }
 
+/// A URL without its userinfo (`https://user:token@host/x` → `https://host/x`), for places
+/// anyone can read: annotations, messages.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Where clones of remote repos are kept: `$STARMAP_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/starmap`, else `~/.cache/starmap`.
 pub fn cache_dir() -> PathBuf {
@@ -168,6 +181,19 @@ pub fn remote_default_branch(repo: &git2::Repository) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_dropped() {
+        assert_eq!(
+            without_userinfo("https://ci:t0ken@git.example.com/fleet.git"),
+            "https://git.example.com/fleet.git"
+        );
+        assert_eq!(
+            without_userinfo("https://git.example.com/a@b"),
+            "https://git.example.com/a@b"
+        );
+        assert_eq!(without_userinfo("/srv/deploy"), "/srv/deploy");
+    }
 
     #[test]
     fn repo_specs() {

@@ -85,6 +85,18 @@ impl DeployRepo {
         })
     }
 
+    /// The same repository, writing another branch (status rounds write theirs). The handle is
+    /// a new one: objects either writes are visible to the other.
+    pub fn on_branch(&self, branch: &str) -> Result<DeployRepo> {
+        Ok(DeployRepo {
+            repo: Repository::open(self.repo.path())?,
+            branch: branch.into(),
+            display: self.display.clone(),
+            remote: self.remote,
+            created: None,
+        })
+    }
+
     /// Undo the `git init` of this run (after a failed first render), so that bad input
     /// leaves no trace: the directory is removed, or emptied if it existed before.
     pub fn discard_if_created(&self) {
@@ -222,6 +234,17 @@ impl DeployRepo {
             }
             Some(status) => Err(Error::msg(format!("push to {} was rejected: {status}", self.display))),
         }
+    }
+
+    /// Push a ref that is not a branch (`refs/starmap/...`) to origin, replacing what is there:
+    /// such refs are records that a later writer may overwrite.
+    pub fn push_ref(&self, name: &str) -> Result<()> {
+        let mut remote = self.repo.find_remote("origin")?;
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(git::remote_callbacks());
+        remote
+            .push(&[&format!("+{name}:{name}")], Some(&mut options))
+            .map_err(|e| Error::msg(format!("push of {name} to {} failed: {}", self.display, e.message())))
     }
 
     /// For a local repo with a work tree on this branch: bring the files up to date, so a
@@ -451,18 +474,71 @@ fn is_missing_or_empty(path: &Path) -> bool {
 }
 
 /// `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL` (and `GIT_COMMITTER_*`), else the repo's git
-/// config, else `starmap <starmap@localhost>`.
+/// config, else `starmap <starmap@localhost>`; at `GIT_AUTHOR_DATE`/`GIT_COMMITTER_DATE` when
+/// set (as git reads them: `@<seconds> [+hhmm]`, `<seconds> +hhmm`, or RFC 3339), else now. A
+/// fixed date makes a render's commit, and so its artifacts' manifests, reproducible.
 fn signature(repo: &Repository, role: &str) -> Result<git2::Signature<'static>> {
     let name = std::env::var(format!("GIT_{role}_NAME")).ok();
     let email = std::env::var(format!("GIT_{role}_EMAIL")).ok();
-    if let (Some(name), Some(email)) = (&name, &email) {
-        return Ok(git2::Signature::now(name, email)?);
+    let (name, email) = match (name, email) {
+        (Some(name), Some(email)) => (name, email),
+        (name, email) => match repo.signature() {
+            Ok(sig) => (
+                sig.name().unwrap_or("starmap").to_string(),
+                sig.email().unwrap_or("starmap@localhost").to_string(),
+            ),
+            Err(_) => (
+                name.unwrap_or_else(|| "starmap".into()),
+                email.unwrap_or_else(|| "starmap@localhost".into()),
+            ),
+        },
+    };
+    let date = std::env::var(format!("GIT_{role}_DATE")).ok();
+    match date.as_deref().map(parse_git_date) {
+        None => Ok(git2::Signature::now(&name, &email)?),
+        Some(Some(time)) => Ok(git2::Signature::new(&name, &email, &time)?),
+        Some(None) => Err(Error::msg(format!(
+            "GIT_{role}_DATE {:?} is not a date (use @<seconds> +0000 or RFC 3339)",
+            date.unwrap_or_default()
+        ))),
     }
-    if let Ok(sig) = repo.signature() {
-        return Ok(sig.to_owned());
+}
+
+/// A date as git reads `GIT_*_DATE`: `@<seconds> [+hhmm]`, `<seconds> +hhmm`, or RFC 3339.
+fn parse_git_date(text: &str) -> Option<git2::Time> {
+    let text = text.trim();
+    let mut parts = text.trim_start_matches('@').split_whitespace();
+    if let Some(Ok(secs)) = parts.next().map(str::parse::<i64>) {
+        let offset = match parts.next() {
+            None => 0,
+            Some(tz) => {
+                let (sign, digits) = tz.split_at(1);
+                let n: i32 = digits.parse().ok().filter(|_| digits.len() == 4)?;
+                let minutes = n / 100 * 60 + n % 100;
+                match sign {
+                    "+" => minutes,
+                    "-" => -minutes,
+                    _ => return None,
+                }
+            }
+        };
+        return Some(git2::Time::new(secs, offset));
     }
-    Ok(git2::Signature::now(
-        name.as_deref().unwrap_or("starmap"),
-        email.as_deref().unwrap_or("starmap@localhost"),
-    )?)
+    crate::time::parse_rfc3339(text).map(|secs| git2::Time::new(secs, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_dates_read_as_git_reads_them() {
+        let t = |s: &str| parse_git_date(s).map(|t| (t.seconds(), t.offset_minutes()));
+        assert_eq!(t("@1700000000 +0000"), Some((1_700_000_000, 0)));
+        assert_eq!(t("1700000000 -0130"), Some((1_700_000_000, -90)));
+        assert_eq!(t("@1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(t("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
+        assert_eq!(t("yesterday"), None);
+        assert_eq!(t("1700000000 +12"), None);
+    }
 }

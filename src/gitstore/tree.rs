@@ -38,7 +38,12 @@ fn overlay_at(
     changes: &[SplitChange<'_>],
 ) -> Result<Option<Oid>> {
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    if let Some(base) = base {
+    // A base built earlier in this set (not stored yet) is read from the set.
+    if let Some(base) = base
+        && let Some(stored) = objects.tree_entries(base)
+    {
+        entries.extend(stored.into_iter().map(|e| (e.name.clone(), e)));
+    } else if let Some(base) = base {
         for e in repo.find_tree(base)?.iter() {
             let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
             entries.insert(

@@ -395,6 +395,7 @@ impl RenderedCluster {
     pub fn index(&self) -> ClusterIndex {
         ClusterIndex {
             cluster: self.name.clone(),
+            artifact: None,
             objects: self
                 .objects
                 .iter()
@@ -410,6 +411,18 @@ impl RenderedCluster {
                 })
                 .collect(),
         }
+    }
+
+    /// The files of its directory: (path relative to it, content), objects then
+    /// `kustomization.yaml`.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.objects
+            .iter()
+            .map(|o| (o.file.as_str(), o.content.as_bytes()))
+            .chain(std::iter::once((
+                crate::formats::files::KUSTOMIZATION_FILE,
+                self.kustomization.as_bytes(),
+            )))
     }
 
     /// Digest of what `placement` puts on this cluster: its objects' files and contents. Two

@@ -7,4 +7,4 @@ mod render;
 mod status;
 
 pub use render::{RenderBase, TipSlots, read_states};
-pub use status::{DeployState, ObjectReader};
+pub use status::{DeployState, ObjectReader, StatusBranches, status_root};

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use git2::{Oid, Repository};
 
-use super::status::DeployState;
+use super::status::{DeployState, status_root};
 use crate::desired::Recorded;
 use crate::error::{Error, Result};
 use crate::formats::digests::{Digests, Slots};
 use crate::formats::index::parse_index;
 use crate::formats::rollout::State;
 use crate::formats::{APPLICATIONS_DIR, CLUSTERS_DIR, DIGESTS_FILE, FLUX_DIR, INDEX_DIR, ROLLOUTS_DIR, cluster_file};
-use crate::gitstore::{Tip, blob_text, entries_at, entry_at};
+use crate::gitstore::{DeployRepo, Tip, blob_text, entries_at, entry_at};
 use crate::model::ObjectId;
 use crate::render::RenderedObject;
 use crate::rollout::Observed;
@@ -59,14 +59,18 @@ impl TipSlots {
 pub struct RenderBase<'r> {
     repo: &'r Repository,
     tip: Option<Tip>,
+    /// The status branch, when it is not the deploy branch.
+    status_branch: Option<&'r DeployRepo>,
     pub digests: Digests,
     pub slots: TipSlots,
     pub states: BTreeMap<String, State>,
-    status: OnceCell<DeployState<'r>>,
+    status: OnceCell<(DeployState<'r>, Option<Tip>)>,
 }
 
 impl<'r> RenderBase<'r> {
-    pub fn read(repo: &'r Repository, tip: Option<Tip>) -> RenderBase<'r> {
+    /// The deploy branch's `tip` in `repo`; `status_branch` is where status lives when that is
+    /// a branch of its own.
+    pub fn read(repo: &'r Repository, tip: Option<Tip>, status_branch: Option<&'r DeployRepo>) -> RenderBase<'r> {
         let tree = tip.map(|t| t.tree);
         // An unreadable digests file only costs a full render.
         let digests = entry_at(repo, tree, DIGESTS_FILE)
@@ -76,11 +80,21 @@ impl<'r> RenderBase<'r> {
         RenderBase {
             repo,
             tip,
+            status_branch,
             slots: TipSlots::read(repo, tree),
             states: read_states(repo, tree),
             digests,
             status: OnceCell::new(),
         }
+    }
+}
+
+impl RenderBase<'_> {
+    /// The status commit the rollout gates read, if they read one (on the status branch, or
+    /// the deploy tip in the single-branch layout).
+    pub fn status_read(&self) -> Option<Oid> {
+        let (_, tip) = self.status.get()?;
+        tip.map(|t| t.commit)
     }
 }
 
@@ -121,10 +135,17 @@ impl Recorded for RenderBase<'_> {
 
     fn observed(&self) -> Result<&dyn Observed> {
         if self.status.get().is_none() {
-            let state = DeployState::read(self.repo, self.tip)?;
-            let _ = self.status.set(state);
+            let status_tip = match self.status_branch {
+                Some(branch) => {
+                    branch.fetch()?;
+                    branch.tip()?
+                }
+                None => self.tip,
+            };
+            let state = DeployState::read(self.repo, self.tip, status_root(self.tip, status_tip))?;
+            let _ = self.status.set((state, status_tip));
         }
-        Ok(self.status.get().expect("set above"))
+        Ok(&self.status.get().expect("set above").0)
     }
 
     fn held_objects(&self, cluster: &str, placements: &[String]) -> Result<Vec<RenderedObject>> {

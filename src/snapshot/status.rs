@@ -1,6 +1,6 @@
-//! The deploy repo as status reads it at one commit: the index of every cluster, its status
-//! file, and which deploy commit holds what a cluster runs. Collection rounds, the rollout gate
-//! and `status show` read it.
+//! The deploy repo as status reads it: the index of every cluster at the deploy branch's tip,
+//! its status file (on the status branch), and which deploy commit holds what a cluster runs.
+//! Collection rounds, the rollout gate and `status show` read it.
 
 use std::collections::BTreeMap;
 
@@ -11,17 +11,75 @@ use crate::error::Result;
 use crate::formats::index::{ClusterIndex, parse_index};
 use crate::formats::status::{ClusterStatus, ObjectStatus, parse_cluster_statuses};
 use crate::formats::{CLUSTERS_DIR, INDEX_DIR, STATUS_CLUSTERS_DIR};
-use crate::gitstore::{Tip, blob_text, tree};
+use crate::gitstore::{DeployRepo, Tip, blob_text, tree};
 use crate::rollout::Observed;
 use crate::yaml;
 
-/// The deploy repo as status reads it at one commit.
+/// The tree whose `status/` holds the status files: the status branch's tip or, while that
+/// branch does not exist yet (a deploy repo from before status had a branch of its own), the
+/// deploy branch's tip. With the single-branch layout both are the same commit.
+pub fn status_root(deploy_tip: Option<Tip>, status_tip: Option<Tip>) -> Option<Oid> {
+    status_tip.or(deploy_tip).map(|t| t.tree)
+}
+
+/// The two branches status works with: the deploy branch (indexes, cluster directories; only
+/// read) and the status branch (status files; written by status rounds). With the
+/// single-branch layout they are one branch.
+pub struct StatusBranches {
+    pub deploy: DeployRepo,
+    pub status: DeployRepo,
+}
+
+impl StatusBranches {
+    /// Open the deploy repo `spec` for its `deploy_branch` and `status_branch`.
+    pub fn open(spec: &str, deploy_branch: &str, status_branch: &str, push: bool) -> Result<StatusBranches> {
+        let deploy = DeployRepo::open(spec, deploy_branch, push, false)?;
+        let status = deploy.on_branch(status_branch)?;
+        Ok(StatusBranches { deploy, status })
+    }
+
+    /// Status files live on the deploy branch itself.
+    pub fn single_branch(&self) -> bool {
+        self.deploy.branch == self.status.branch
+    }
+
+    /// The deploy branch's tip, fetched first when the repo is remote.
+    pub fn deploy_tip(&self) -> Result<Option<Tip>> {
+        self.deploy.fetch()?;
+        self.deploy.tip()
+    }
+
+    /// The status branch's tip, fetched first when the repo is remote.
+    pub fn status_tip(&self) -> Result<Option<Tip>> {
+        if self.single_branch() {
+            return self.deploy_tip();
+        }
+        self.status.fetch()?;
+        self.status.tip()
+    }
+
+    /// Both, read now: the deploy branch's indexes and the status files.
+    pub fn read(&self) -> Result<(DeployState<'_>, Option<Tip>)> {
+        let deploy_tip = self.deploy_tip()?;
+        let status_tip = if self.single_branch() {
+            deploy_tip
+        } else {
+            self.status_tip()?
+        };
+        let state = DeployState::read(&self.deploy.repo, deploy_tip, status_root(deploy_tip, status_tip))?;
+        Ok((state, status_tip))
+    }
+}
+
+/// The deploy repo as status reads it.
 pub struct DeployState<'r> {
     pub repo: &'r Repository,
+    /// The deploy branch's tip: indexes and cluster directories.
     pub tip: Option<Tip>,
     /// Per cluster, what the render placed there.
     pub indexes: BTreeMap<String, ClusterIndex>,
-    /// The status files at the tip, with their blob ids (kept when nothing but times changed).
+    /// The status files (under `status_root`), with their blob ids (kept when nothing but times
+    /// changed).
     pub statuses: BTreeMap<String, (ClusterStatus, Oid)>,
     /// Per root tree, the entries of its `clusters/`: read once each. At 10,000 clusters that
     /// tree is half a megabyte, and libgit2 does not cache trees that large, so looking up
@@ -30,7 +88,9 @@ pub struct DeployState<'r> {
 }
 
 impl<'r> DeployState<'r> {
-    pub fn read(repo: &'r Repository, tip: Option<Tip>) -> Result<DeployState<'r>> {
+    /// Indexes from the deploy branch's `tip`, status files from the tree `status_root` (see
+    /// [`status_root`]).
+    pub fn read(repo: &'r Repository, tip: Option<Tip>, status_root: Option<Oid>) -> Result<DeployState<'r>> {
         let tree = tip.map(|t| t.tree);
         let mut index_files = Vec::new();
         for (file, oid) in tree::entries_at(repo, tree, INDEX_DIR) {
@@ -53,7 +113,7 @@ impl<'r> DeployState<'r> {
         // tuned for what starmap itself writes (anything else falls back to the full parser).
         let mut files = Vec::new();
         let mut ids = Vec::new();
-        for (file, oid) in tree::entries_at(repo, tree, STATUS_CLUSTERS_DIR) {
+        for (file, oid) in tree::entries_at(repo, status_root, STATUS_CLUSTERS_DIR) {
             if file.ends_with(".yaml") {
                 files.push((format!("{STATUS_CLUSTERS_DIR}/{file}"), blob_text(repo, oid)?));
                 ids.push(oid);

@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use super::collect::ClusterOutcome;
 use crate::error::{Error, Result};
-use crate::formats::SUMMARIES_DIR;
 use crate::formats::status::ClusterStatus;
-use crate::gitstore::{Change, DeployRepo, MODE_BLOB, MODE_TREE, ObjectSet, Proposal, overlay};
+use crate::formats::{STATUS_DIR, SUMMARIES_DIR};
+use crate::gitstore::{Change, MODE_BLOB, MODE_TREE, ObjectSet, Proposal, entry_at, overlay};
 use crate::health::Health;
-use crate::snapshot::DeployState;
+use crate::snapshot::{DeployState, StatusBranches, status_root};
 use crate::yaml;
 
 /// The status a round gives a cluster: what was seen, or the last known status marked stale
@@ -64,18 +64,25 @@ pub struct RoundOutcome {
 /// state at the tip and the round's statuses (every cluster with a status, sorted).
 pub type Summarize<'a> = dyn Fn(&DeployState<'_>, &[ClusterStatus]) -> Result<Vec<(String, Value)>> + 'a;
 
-/// One status commit: the outcomes of a collection merged into the status files at the tip,
-/// `applied`/`current` judged against the tip, summaries recomputed; no commit when nothing
-/// but times changed. `outcomes: None` only recomputes the summaries (`status summarize`).
+/// One status commit on the status branch: the outcomes of a collection merged into the status
+/// files at its tip, `applied`/`current` judged against the deploy branch's tip, summaries
+/// recomputed; no commit when nothing but times changed. `outcomes: None` only recomputes the
+/// summaries (`status summarize`). The deploy branch is only read.
+///
+/// The first round on a status branch of its own starts it from the `status/` the deploy
+/// branch holds (a repo from before status had its own branch), so no status is lost.
 pub fn write_round(
-    deploy: &DeployRepo,
+    branches: &StatusBranches,
     outcomes: Option<&[ClusterOutcome]>,
     summarize: &Summarize<'_>,
     push: bool,
     dry_run: bool,
 ) -> Result<RoundOutcome> {
-    let done = deploy.commit_retrying(push, "writing status", |tip| {
-        let state = DeployState::read(&deploy.repo, tip)?;
+    let single = branches.single_branch();
+    let repo = &branches.deploy.repo;
+    let done = branches.status.commit_retrying(push, "writing status", |tip| {
+        let deploy_tip = if single { tip } else { branches.deploy_tip()? };
+        let state = DeployState::read(repo, deploy_tip, status_root(deploy_tip, tip))?;
         let mut objects = ObjectSet::default();
         let mut changes = Vec::new();
         let mut changed = Vec::new();
@@ -129,12 +136,25 @@ pub fn write_round(
             let oid = objects.add(ObjectType::Blob, yaml::to_yaml_string(value).into_bytes());
             by_path.insert(rel.to_string(), oid);
         }
-        let summaries_tree = build_tree(&deploy.repo, &mut objects, &by_path)?;
+        let summaries_tree = build_tree(repo, &mut objects, &by_path)?;
         changes.push(Change {
             path: SUMMARIES_DIR.to_string(),
             entry: summaries_tree.map(|t| (MODE_TREE, t)),
         });
-        let root = overlay(&deploy.repo, &mut objects, tip.map(|t| t.tree), &changes)?;
+        let base = match tip {
+            Some(t) => Some(t.tree),
+            // A new status branch: only `status/`, taken over from the deploy branch.
+            None if !single => {
+                let old = entry_at(repo, deploy_tip.map(|t| t.tree), STATUS_DIR);
+                let moved = old.map(|oid| Change {
+                    path: STATUS_DIR.to_string(),
+                    entry: Some((MODE_TREE, oid)),
+                });
+                overlay(repo, &mut objects, None, moved.as_slice())?
+            }
+            None => None,
+        };
+        let root = overlay(repo, &mut objects, base, &changes)?;
         let outcome = RoundOutcome {
             message: round_message(&statuses, &changed),
             changed,

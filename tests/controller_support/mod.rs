@@ -234,8 +234,17 @@ pub fn deploy_commits(deploy: &Path) -> usize {
 
 /// A file of the deploy repo's `main` tip.
 pub fn deploy_file(deploy: &Path, path: &str) -> Option<String> {
+    branch_file(deploy, "main", path)
+}
+
+/// A file at the tip of a branch of the deploy repo (`starmap-status` holds status).
+pub fn branch_file(deploy: &Path, branch: &str, path: &str) -> Option<String> {
     let repo = git2::Repository::open(deploy).ok()?;
-    let tree = repo.revparse_single("refs/heads/main").ok()?.peel_to_tree().ok()?;
+    let tree = repo
+        .revparse_single(&format!("refs/heads/{branch}"))
+        .ok()?
+        .peel_to_tree()
+        .ok()?;
     let entry = tree.get_path(Path::new(path)).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     Some(String::from_utf8_lossy(blob.content()).into_owned())

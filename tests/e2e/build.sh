@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the e2e fleet binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
-# kwok, and, when tests/e2e/flux exists, Flux source-controller and kustomize-controller) from
-# the Go module proxy into a cache outside the repo, keyed by version. Binaries already present
+# kwok, the OCI registry (CNCF Distribution) and, when tests/e2e/flux exists, Flux
+# source-controller and kustomize-controller) from the Go module proxy into a cache outside
+# the repo, keyed by version. Binaries already present
 # are reused. Usage: tests/e2e/build.sh [--print-bin]
 #   --print-bin   only print the bin directory (after building what is missing)
 # Environment:
@@ -26,6 +27,8 @@ modver() { # modver <go.mod> <module path>
 K8S_VERSION="$(modver "$HERE/k8s/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(modver "$HERE/k8s/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="v0.7.0"
+# The OCI registry (CNCF Distribution) that OCI delivery pushes to in the tests.
+REGISTRY_VERSION="v3.1.2"
 [[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" ]] || die "cannot read versions from $HERE/k8s/go.mod"
 FLUX_KEY=""
 if [[ -f "$HERE/flux/go.mod" ]]; then
@@ -37,7 +40,7 @@ fi
 # One bin dir per combination of versions; each binary is built once per its own version into
 # $CACHE/store/<name>@<version>/ and linked into the bin dir, so adding or bumping one component
 # does not rebuild the others.
-KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}"
+KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}-reg${REGISTRY_VERSION}"
 CACHE="${STARMAP_E2E_CACHE:-$HOME/.cache/starmap-e2e}"
 BIN="$CACHE/$KEY/bin"
 LOGDIR="$CACHE/build-logs"
@@ -98,6 +101,11 @@ build_one etcd "$ETCD_VERSION" "$HERE/k8s" \
 # kwok: no replace directives, so plain go install into the cache (outside any module).
 build_one kwok "$KWOK_VERSION" "$CACHE" env GOBIN="$CACHE/store/kwok@$KWOK_VERSION" GOFLAGS=-trimpath go install -ldflags "-s -w" \
   "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+
+# The registry: no replace directives either. Its storage drivers pull in the cloud SDKs, so
+# the first build takes a few minutes; the tests use its filesystem driver.
+build_one registry "$REGISTRY_VERSION" "$CACHE" env GOBIN="$CACHE/store/registry@$REGISTRY_VERSION" GOFLAGS=-trimpath \
+  go install -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
 
 if [[ -f "$HERE/flux/go.mod" && "${STARMAP_E2E_NO_FLUX:-0}" != 1 ]]; then
   build_one source-controller "$SC_VERSION" "$HERE/flux" go build -trimpath -ldflags "-s -w" \

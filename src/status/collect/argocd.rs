@@ -10,7 +10,7 @@ use kube::discovery::ApiResource;
 use serde_json::Value;
 
 use super::client::{Failure, Reader, show_duration};
-use super::{ClusterOutcome, Options, SOURCE_ARGOCD, Target, load_kubeconfig, revision_sha};
+use super::{ClusterOutcome, Options, SOURCE_ARGOCD, Target, load_kubeconfig};
 use crate::config::Config;
 use crate::error::Result;
 use crate::formats::index::IndexEntry;
@@ -90,7 +90,7 @@ pub async fn collect_argocd(hub: &ArgoCdHub, targets: &[Target], options: &Optio
     Ok(targets
         .iter()
         .map(|t| match pick(by_cluster.get(t.cluster.as_str()), &t.cluster) {
-            Some(app) => ClusterOutcome::Seen(application_status(t, app, options.deploy_commit.as_deref(), &now)),
+            Some(app) => ClusterOutcome::Seen(application_status(t, app, options, &now)),
             None => ClusterOutcome::Unreachable {
                 cluster: t.cluster.clone(),
                 error: format!(
@@ -159,7 +159,8 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// A cluster's status as its Application reports it.
-fn application_status(target: &Target, app: &Value, deploy_commit: Option<&str>, now: &str) -> ClusterStatus {
+fn application_status(target: &Target, app: &Value, options: &Options, now: &str) -> ClusterStatus {
+    let deploy_commit = options.deploy_commit.as_deref();
     let health = application_health(app)
         .unwrap_or_else(|| HealthStatus::new(Health::Unknown, "the Application reports no health yet"));
     let mut message = health.message;
@@ -175,7 +176,7 @@ fn application_status(target: &Target, app: &Value, deploy_commit: Option<&str>,
         .pointer("/status/sync/revision")
         .and_then(Value::as_str)
         .or_else(|| app.pointer("/status/sync/revisions/0").and_then(Value::as_str))
-        .and_then(revision_sha);
+        .and_then(|r| options.commit_of(r));
 
     let resources: Vec<&Value> = app
         .pointer("/status/resources")
@@ -274,7 +275,11 @@ mod tests {
                 IndexEntry::new("v1", "Service", None, "svc"),
             ],
         );
-        let s = application_status(&target, &app(), Some("def456"), "2026-01-01T00:00:00Z");
+        let options = Options {
+            deploy_commit: Some("def456".into()),
+            ..Options::default()
+        };
+        let s = application_status(&target, &app(), &options, "2026-01-01T00:00:00Z");
         assert_eq!(s.source, "argocd");
         assert_eq!(s.applied_revision.as_deref(), Some("abc123"));
         assert_eq!(s.deploy_commit.as_deref(), Some("def456"));

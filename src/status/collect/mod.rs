@@ -161,6 +161,9 @@ pub struct Options {
     pub flux: Option<FluxObject>,
     /// The deploy commit whose index said what to read; copied into each status.
     pub deploy_commit: Option<String>,
+    /// With OCI delivery: the deploy commit of each pushed manifest (`sha256:…` → sha), from
+    /// the record of published artifacts, for agents that report only the digest they run.
+    pub artifact_revisions: HashMap<String, String>,
 }
 
 impl Default for Options {
@@ -174,11 +177,22 @@ impl Default for Options {
             backoff: DEFAULT_BACKOFF,
             flux: Some(FluxObject::default()),
             deploy_commit: None,
+            artifact_revisions: HashMap::new(),
         }
     }
 }
 
 impl Options {
+    /// The deploy commit a revision an agent reports names: a git revision (`main@sha1:<sha>`,
+    /// `<sha>`) directly, an OCI one (`latest@sha256:<digest>`, `sha256:<digest>`) through
+    /// [`Options::artifact_revisions`].
+    pub fn commit_of(&self, revision: &str) -> Option<String> {
+        match revision.find("sha256:") {
+            Some(at) => self.artifact_revisions.get(&revision[at..]).cloned(),
+            None => revision_sha(revision),
+        }
+    }
+
     /// Defaults, with the Flux Kustomization of the source's `starmap.yaml` (none when
     /// `flux.enabled` is false).
     pub fn from_config(config: &Config) -> Self {
@@ -349,7 +363,7 @@ async fn read_cluster(reader: &Reader, target: &Target, options: &Options) -> Re
                 &flux.name,
             )
             .await?;
-            kustomization_sync(flux, live)
+            kustomization_sync(flux, live, options)
         }
     };
 
@@ -458,10 +472,13 @@ fn object_status(entry: &IndexEntry, live: Live) -> ObjectStatus {
 }
 
 /// The sync status and applied revision a Flux Kustomization reports.
-fn kustomization_sync(flux: &FluxObject, live: Live) -> (Option<SyncStatus>, Option<String>) {
+fn kustomization_sync(flux: &FluxObject, live: Live, options: &Options) -> (Option<SyncStatus>, Option<String>) {
     let object = format!("{KUSTOMIZATION_KIND}/{}/{}", flux.namespace, flux.name);
     let (health, revision) = match &live {
-        Live::Found(v) => (health_of_live(Some(v)), applied_revision(v).and_then(revision_sha)),
+        Live::Found(v) => (
+            health_of_live(Some(v)),
+            applied_revision(v).and_then(|r| options.commit_of(r)),
+        ),
         Live::Missing(m) if m.is_empty() => (HealthStatus::new(Health::Missing, "not found"), None),
         Live::Missing(m) => (
             HealthStatus::new(Health::Missing, format!("{m} (is Flux installed?)")),
@@ -482,22 +499,27 @@ fn kustomization_sync(flux: &FluxObject, live: Live) -> (Option<SyncStatus>, Opt
 /// failed its health checks (`wait: true`): Flux then keeps the older `lastAppliedRevision`,
 /// but the objects live are the newer revision's, unhealthy, and a rollout must see them as
 /// applied and failing, not as not applied yet.
+///
+/// From an `OCIRepository`, the revision is the artifact's (`latest@sha256:<digest>`) and the
+/// deploy commit is its origin revision (the `org.opencontainers.image.revision` annotation),
+/// which Flux reports beside it: that is taken where there is one.
 fn applied_revision(kustomization: &Value) -> Option<&str> {
     let newest = kustomization.pointer("/status/history/0");
     let health_failed = newest
         .and_then(|h| h.get("lastReconciledStatus"))
         .and_then(Value::as_str)
         == Some("HealthCheckFailed");
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
     if health_failed
-        && let Some(r) = newest
-            .and_then(|h| h.pointer("/metadata/revision"))
-            .and_then(Value::as_str)
+        && let Some(r) = text(newest.and_then(|h| h.pointer("/metadata/originRevision")))
+            .or_else(|| text(newest.and_then(|h| h.pointer("/metadata/revision"))))
     {
         return Some(r);
     }
-    kustomization
-        .pointer("/status/lastAppliedRevision")
-        .and_then(Value::as_str)
+    text(kustomization.pointer("/status/lastAppliedOriginRevision"))
+        .or_else(|| text(kustomization.pointer("/status/lastAppliedRevision")))
 }
 
 /// The commit of a Flux or Argo CD revision: `main@sha1:<sha>` (Flux v2), `sha1:<sha>`,
@@ -606,13 +628,49 @@ mod tests {
             "status": {"lastAppliedRevision": "main@sha1:abc123",
                        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}
         });
-        let (sync, rev) = kustomization_sync(&flux, Live::Found(k));
+        let options = Options::default();
+        let (sync, rev) = kustomization_sync(&flux, Live::Found(k), &options);
         let sync = sync.unwrap();
         assert_eq!(sync.object, "Kustomization/flux-system/starmap");
         assert_eq!(sync.health, Health::Healthy);
         assert_eq!(rev.as_deref(), Some("abc123"));
-        let (sync, rev) = kustomization_sync(&flux, Live::Missing(String::new()));
+        let (sync, rev) = kustomization_sync(&flux, Live::Missing(String::new()), &options);
         assert_eq!((sync.unwrap().health, rev), (Health::Missing, None));
+    }
+
+    #[test]
+    fn an_oci_revision_names_the_deploy_commit_through_its_origin_or_the_record() {
+        let flux = FluxObject::default();
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let digest = format!("sha256:{}", "d".repeat(64));
+        // As kustomize-controller v1.9 reports an OCIRepository's artifact.
+        let k = json!({"status": {
+            "lastAppliedRevision": format!("latest@{digest}"),
+            "lastAppliedOriginRevision": format!("main@sha1:{sha}"),
+        }});
+        let options = Options::default();
+        assert_eq!(
+            kustomization_sync(&flux, Live::Found(k), &options).1.as_deref(),
+            Some(sha)
+        );
+        // No origin revision (an agent that reports only the digest): the record maps it.
+        let k = json!({"status": {"lastAppliedRevision": format!("latest@{digest}")}});
+        assert_eq!(kustomization_sync(&flux, Live::Found(k.clone()), &options).1, None);
+        let mut options = Options::default();
+        options.artifact_revisions.insert(digest.clone(), sha.to_string());
+        assert_eq!(
+            kustomization_sync(&flux, Live::Found(k), &options).1.as_deref(),
+            Some(sha)
+        );
+        assert_eq!(options.commit_of(&digest).as_deref(), Some(sha));
+        // A failed health check on an OCI revision: the origin of the newest history entry.
+        let failed = json!({"status": {
+            "lastAppliedRevision": "latest@sha256:1",
+            "lastAppliedOriginRevision": "main@sha1:aaa",
+            "history": [{"lastReconciledStatus": "HealthCheckFailed",
+                         "metadata": {"revision": "latest@sha256:2", "originRevision": "main@sha1:bbb"}}],
+        }});
+        assert_eq!(applied_revision(&failed), Some("main@sha1:bbb"));
     }
 
     #[test]
