@@ -24,6 +24,8 @@ const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
 const FLUX_NS: &str = "flux-system";
 const FLUX_NAME: &str = "starmap";
 const APPLY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Where status rounds commit (the default `status.branch`).
+const STATUS: &str = "starmap-status";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -68,119 +70,16 @@ fn source_for(fleet: &Fleet, repo_name: &str, dir: &Path) {
     std::fs::write(dir.join("fixtures/starmap.yaml"), config).unwrap();
 }
 
-/// Every file of `dir` (a directory inside the deploy repo's `main`), by path.
-fn files_at(repo: &Path, dir: &str) -> Vec<(String, String)> {
-    let list = git(repo, &["ls-tree", "-r", "--name-only", "main", dir]);
-    list.lines()
-        .map(|p| (p.to_string(), git(repo, &["show", &format!("main:{p}")])))
-        .collect()
-}
-
-/// `expected` is contained in `live`: every field the deploy repo sets has that value live
-/// (the API server adds defaults, status, and Flux its labels).
-fn subset_diffs(expected: &Value, live: &Value, path: &str, out: &mut Vec<String>) {
-    match (expected, live) {
-        (Value::Object(e), Value::Object(l)) => {
-            for (k, v) in e {
-                match l.get(k) {
-                    Some(lv) => subset_diffs(v, lv, &format!("{path}.{k}"), out),
-                    None => out.push(format!("{path}.{k}: missing live")),
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(l)) => {
-            if l.len() < e.len() {
-                out.push(format!("{path}: {} items live, {} rendered", l.len(), e.len()));
-            }
-            for (i, (ev, lv)) in e.iter().zip(l).enumerate() {
-                subset_diffs(ev, lv, &format!("{path}[{i}]"), out);
-            }
-        }
-        (e, l) if e == l => {}
-        // Quantities and int-or-strings come back in canonical form ("1" vs 1).
-        (e, l) if e.to_string().trim_matches('"') == l.to_string().trim_matches('"') => {}
-        (e, l) => out.push(format!("{path}: rendered {e}, live {l}")),
-    }
-}
-
-fn yaml_to_json(text: &str) -> Value {
-    serde_saphyr::from_str(text).expect("rendered files are YAML")
-}
-
 /// Waits until every cluster's Kustomization applied `commit` and is Ready.
 fn wait_applied(fleet: &Fleet, commit: &str) {
     let want = format!("main@sha1:{commit}");
-    let start = Instant::now();
-    for cluster in CLUSTERS {
-        loop {
-            let ks = fleet.kubectl_json(
-                cluster,
-                &["get", "kustomization", "-n", FLUX_NS, FLUX_NAME, "-o", "json"],
-            );
-            let (applied, ready, message) = match &ks {
-                Ok(ks) => {
-                    let ready = ks["status"]["conditions"]
-                        .as_array()
-                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
-                    (
-                        ks["status"]["lastAppliedRevision"].as_str().unwrap_or("").to_string(),
-                        ready.is_some_and(|c| c["status"] == "True"),
-                        ready.and_then(|c| c["message"].as_str()).unwrap_or("").to_string(),
-                    )
-                }
-                Err(e) => (String::new(), false, e.clone()),
-            };
-            if applied == want && ready {
-                eprintln!("{cluster}: Flux applied {want} after {:.1?}", start.elapsed());
-                break;
-            }
-            assert!(
-                start.elapsed() < APPLY_TIMEOUT,
-                "{cluster}: Flux did not apply {want} within {APPLY_TIMEOUT:?} (last applied {applied:?}, \
-                 ready {ready}: {message}); logs in the harness's logs/ folder"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
+    fleet.wait_kustomizations(&CLUSTERS, FLUX_NS, FLUX_NAME, APPLY_TIMEOUT, &want, |ks| {
+        ks["status"]["lastAppliedRevision"].as_str() == Some(want.as_str())
+    });
 }
 
-/// The live objects of each cluster equal its directory in the deploy repo.
 fn assert_live_matches(fleet: &Fleet, repo: &Path, scratch: &Path) {
-    for cluster in CLUSTERS {
-        let files = files_at(repo, &format!("clusters/{cluster}"));
-        let dir = scratch.join(format!("live-{cluster}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut rendered = Vec::new();
-        for (path, text) in &files {
-            if path.ends_with("/kustomization.yaml") {
-                continue;
-            }
-            let file = dir.join(path.replace('/', "__"));
-            std::fs::write(&file, text).unwrap();
-            rendered.push((path.clone(), yaml_to_json(text)));
-        }
-        assert!(!rendered.is_empty(), "{cluster}: nothing rendered");
-        // One call per cluster: kubectl reads the files and fetches the live objects.
-        let live = fleet
-            .kubectl_json(cluster, &["get", "-f", dir.to_str().unwrap(), "-o", "json"])
-            .unwrap_or_else(|e| panic!("{cluster}: reading the live objects: {e}"));
-        let items = live["items"].as_array().cloned().unwrap_or_else(|| vec![live.clone()]);
-        assert_eq!(items.len(), rendered.len(), "{cluster}: live object count");
-        // kubectl returns them in file-name order, which is the order above after sorting.
-        let mut sorted = rendered.clone();
-        sorted.sort_by_key(|(p, _)| p.replace('/', "__"));
-        for ((path, expected), live) in sorted.iter().zip(&items) {
-            let mut diffs = Vec::new();
-            subset_diffs(expected, live, "", &mut diffs);
-            assert!(
-                diffs.is_empty(),
-                "{cluster}: {path} differs live:\n  {}",
-                diffs.join("\n  ")
-            );
-        }
-        eprintln!("{cluster}: {} live objects equal the deploy repo", rendered.len());
-    }
+    fleet.assert_live_matches(repo, "main", &CLUSTERS, scratch);
 }
 
 fn assert_deployments_available(fleet: &Fleet) {
@@ -219,18 +118,7 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
     // generated for it (the bootstrap a platform team does once per cluster).
     starmap(&["render", "--source", src, "--deploy", deploy]);
     let first = git(&repo, &["rev-parse", "main"]);
-    for cluster in CLUSTERS {
-        let flux_dir = scratch.path().join(format!("flux-{cluster}"));
-        std::fs::create_dir_all(&flux_dir).unwrap();
-        for (path, text) in files_at(&repo, &format!("flux/{cluster}")) {
-            let name = path.rsplit('/').next().unwrap();
-            std::fs::write(flux_dir.join(name), text).unwrap();
-        }
-        // flux/<cluster>/ is a kustomization, like `flux bootstrap`'s flux-system/.
-        fleet
-            .kubectl(cluster, &["apply", "-k", flux_dir.to_str().unwrap()])
-            .unwrap_or_else(|e| panic!("{cluster}: applying flux/{cluster}: {e}"));
-    }
+    fleet.bootstrap_flux(&repo, "main", &CLUSTERS, scratch.path());
     wait_applied(&fleet, &first);
     assert_live_matches(&fleet, &repo, scratch.path());
     assert_deployments_available(&fleet);
@@ -392,7 +280,7 @@ fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, 
             entry["appliedRevision"], rendered,
             "{cluster} runs the render commit: {entry}"
         );
-        let file = git(repo, &["show", &format!("main:status/clusters/{cluster}.yaml")]);
+        let file = git(repo, &["show", &format!("{STATUS}:status/clusters/{cluster}.yaml")]);
         assert!(
             file.contains("health: Healthy") && !file.contains("health: Progressing"),
             "{file}"
@@ -404,11 +292,37 @@ fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, 
     }
     eprintln!("status: all 3 clusters Healthy, running {rendered}");
 
+    // The status rounds committed to their own branch: the deploy branch the edges sync did
+    // not move, and no edge got a new revision (their GitRepository still has the render's).
+    assert_eq!(
+        git(repo, &["rev-parse", "main"]),
+        rendered,
+        "status rounds never move main"
+    );
+    std::thread::sleep(Duration::from_secs(7)); // two GitRepository intervals (3 s)
+    for cluster in CLUSTERS {
+        let source = fleet
+            .kubectl_json(
+                cluster,
+                &["get", "gitrepository", "-n", FLUX_NS, FLUX_NAME, "-o", "json"],
+            )
+            .unwrap();
+        assert_eq!(
+            source["status"]["artifact"]["revision"],
+            format!("main@sha1:{rendered}"),
+            "{cluster}: a status round is no new revision for the edge"
+        );
+        eprintln!(
+            "{cluster}: its GitRepository artifact (spec.ignore keeps only its directory) is {} bytes",
+            source["status"]["artifact"]["size"]
+        );
+    }
+
     // Nothing changed: no commit.
-    let before = git(repo, &["rev-parse", "main"]);
+    let before = git(repo, &["rev-parse", STATUS]);
     let again = collect(fleet, source, repo, "20s");
     assert_eq!(again["commit"], Value::Null, "nothing changed, yet a commit: {again}");
-    assert_eq!(git(repo, &["rev-parse", "main"]), before);
+    assert_eq!(git(repo, &["rev-parse", STATUS]), before);
 
     // A revision that never becomes ready on store-0042: its pods cannot be scheduled and
     // the Deployment's progress deadline passes.
@@ -438,7 +352,10 @@ fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, 
     };
     assert_eq!(cluster_entry(&report, "store-1001")["health"], "Healthy");
     assert_eq!(cluster_entry(&report, "store-2001")["health"], "Healthy");
-    let summary = git(repo, &["show", "main:status/summaries/placements/storefront.yaml"]);
+    let summary = git(
+        repo,
+        &["show", &format!("{STATUS}:status/summaries/placements/storefront.yaml")],
+    );
     assert!(summary.contains("Degraded: 1"), "{summary}");
     assert!(summary.contains("cluster: store-0042"), "{summary}");
     let show: Value = serde_json::from_str(&starmap(&[
@@ -455,7 +372,7 @@ fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, 
 
     // One API server stops answering: that cluster is stale with its last status kept, the
     // others are collected.
-    let last = git(repo, &["show", "main:status/clusters/store-2001.yaml"]);
+    let last = git(repo, &["show", &format!("{STATUS}:status/clusters/store-2001.yaml")]);
     let paused = Paused::component(fleet, "store-2001-kube-apiserver");
     let started = Instant::now();
     let report = collect(fleet, source, repo, "5s");
@@ -466,7 +383,7 @@ fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, 
     assert_eq!(entry["stale"], true, "{entry}");
     assert_eq!(cluster_entry(&report, "store-1001")["reachable"], true);
     assert_eq!(cluster_entry(&report, "store-0042")["health"], "Degraded");
-    let now = git(repo, &["show", "main:status/clusters/store-2001.yaml"]);
+    let now = git(repo, &["show", &format!("{STATUS}:status/clusters/store-2001.yaml")]);
     assert!(now.contains("stale: true"), "{now}");
     let objects = |text: &str| text.split("objects:").nth(1).map(String::from);
     assert_eq!(objects(&now), objects(&last), "the last known objects are kept");

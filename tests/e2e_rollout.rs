@@ -68,7 +68,15 @@ struct Setup {
     repo: PathBuf,
 }
 
-fn setup(fleet: &Fleet, name: &str) -> Setup {
+/// How the deploy repo reaches the edges.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    Git,
+    /// One OCI artifact per cluster in the harness's registry.
+    Oci,
+}
+
+fn setup(fleet: &Fleet, name: &str, delivery: Delivery) -> Setup {
     let scratch = tempfile::tempdir().unwrap();
     let repo_name = format!("deploy-{name}-{}.git", std::process::id());
     let repo = fleet.git_root.join(&repo_name);
@@ -79,8 +87,16 @@ fn setup(fleet: &Fleet, name: &str) -> Setup {
         source.join("starmap.yaml"),
         format!(
             "ignore: [drafts/**, .github/**]\ndeploy:\n  url: {}/{repo_name}\n  branch: main\n\
-             flux:\n  interval: 3s\n  syncInterval: 30s\n  timeout: 2m\n",
-            fleet.git_url
+             flux:\n  interval: 3s\n  syncInterval: 30s\n  timeout: 2m\n{}",
+            fleet.git_url,
+            match delivery {
+                Delivery::Git => String::new(),
+                Delivery::Oci => format!(
+                    "oci:\n  repository: {}/{name}-{}\n  insecure: true\n",
+                    fleet.registry.as_deref().expect("the harness runs a registry"),
+                    std::process::id()
+                ),
+            }
         ),
     )
     .unwrap();
@@ -239,11 +255,25 @@ fn wait_live(fleet: &Fleet, cluster: &str, release: &str) {
 
 #[test]
 fn waves_open_on_real_status_and_a_failing_canary_stops_the_rollout() {
+    waves(Delivery::Git);
+}
+
+#[test]
+fn waves_open_on_real_status_with_oci_delivery_too() {
+    waves(Delivery::Oci);
+}
+
+fn waves(delivery: Delivery) {
     let Some(fleet) = Fleet::from_env(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" "))) else {
         return;
     };
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    let s = setup(&fleet, "rollout");
+    let name = if delivery == Delivery::Oci {
+        "rollout-oci"
+    } else {
+        "rollout"
+    };
+    let s = setup(&fleet, name, delivery);
     new_revision(&s, "1", "");
 
     // The first revision: rendered once by hand to bootstrap Flux, then the controller
@@ -283,7 +313,8 @@ fn waves_open_on_real_status_and_a_failing_canary_stops_the_rollout() {
     );
 
     // The rest wave opens only after a status commit shows the canary running release 2,
-    // Healthy: find the commit that opened it and read the status it was built on.
+    // Healthy: find the commit that opened it and read the status its gate read (the status
+    // branch commit its `Starmap-Status-Commit` trailer names).
     let opened = wait_for(&s.repo, "wave rest opened", |tip| {
         rollout(&s.repo, tip)["openWaves"].as_u64() == Some(2)
     });
@@ -300,8 +331,18 @@ fn waves_open_on_real_status_and_a_failing_canary_stops_the_rollout() {
         })
         .expect("the commit that opened the wave");
     let before = format!("{opening}^");
+    let read = git(
+        &s.repo,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Starmap-Status-Commit,valueonly)",
+            opening,
+        ],
+    )
+    .unwrap();
     let status =
-        yaml(&show(&s.repo, &before, "status/clusters/store-0042.yaml").expect("canary status before the wave opened"));
+        yaml(&show(&s.repo, read.trim(), "status/clusters/store-0042.yaml").expect("the status the gate read"));
     let applied = status["appliedRevision"].as_str().expect("an applied revision");
     assert_eq!(
         git(&s.repo, &["rev-parse", &format!("{applied}:clusters/store-0042")]).unwrap(),
@@ -410,7 +451,7 @@ fn sigkill_at_random_points_never_leaves_a_partial_commit_and_the_rollout_resume
         return;
     };
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    let s = setup(&fleet, "sigkill");
+    let s = setup(&fleet, "sigkill", Delivery::Git);
     new_revision(&s, "1", "");
     common::render(&s.source, &s.repo);
     bootstrap_flux(&fleet, &s);

@@ -347,7 +347,9 @@ fn a_misspelled_field_in_a_workload_fails_schema_validation() {
 #[test]
 fn oci_delivery_objects_follow_each_clusters_artifact_and_validate_against_the_crds() {
     // A render with `oci:` pushes: a real registry takes the artifacts (tests/oci.rs checks them).
-    let Some(registry_bin) = common::registry::available() else { return };
+    let Some(registry_bin) = common::registry::available() else {
+        return;
+    };
     let registry_dir = tempfile::tempdir().unwrap();
     let registry = common::registry::Registry::start(&registry_bin, registry_dir.path());
     for (argocd, objects) in [
@@ -408,7 +410,10 @@ fn oci_delivery_objects_follow_each_clusters_artifact_and_validate_against_the_c
             .collect();
         assert!(argo.contains("targetRevision: stable"), "{argo}");
         assert!(argo.contains("path: \".\"\n"), "{argo}");
-        assert!(argo.contains(&format!("oci://{}/retail/fleet/", registry.host())), "{argo}");
+        assert!(
+            argo.contains(&format!("oci://{}/retail/fleet/", registry.host())),
+            "{argo}"
+        );
         kustomize_build_ok(&deploy.join("argocd"), "argocd");
     }
 }

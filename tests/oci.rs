@@ -435,3 +435,23 @@ fn the_same_deploy_commit_gives_the_same_digests_in_two_fresh_registries() {
     );
     assert_eq!(digests(&second), in_a, "identical manifest and layer digests");
 }
+
+#[test]
+fn a_registry_that_leaves_out_the_location_header_still_takes_the_artifacts() {
+    // go-containerregistry's registry answers a finished blob upload without `Location`.
+    let Some(crane) = registry::tool("crane") else {
+        assert!(
+            std::env::var_os("STARMAP_REQUIRE_TOOLS").is_none(),
+            "crane is required (STARMAP_REQUIRE_TOOLS is set): run tests/e2e/build.sh"
+        );
+        eprintln!("skipped: no `crane` binary; run tests/e2e/build.sh to build it");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_crane(&crane, &tmp.path().join("crane"));
+    let src = source(tmp.path(), &reg, Some(5));
+    let deploy = tmp.path().join("deploy");
+    let out = render_ok(&src, &deploy);
+    assert!(out.contains("pushed 5 artifacts"), "{out}");
+    assert_every_tag_serves_the_tip(&reg, &deploy);
+}

@@ -48,6 +48,9 @@ pub struct Registry {
     /// The repository path below the registry (`retail/fleet`).
     path: String,
     layer_media_type: String,
+    /// A cluster whose repository holds the config blob: the others mount it from there (one
+    /// request instead of three).
+    config_holder: std::sync::Mutex<Option<String>>,
 }
 
 impl Registry {
@@ -84,6 +87,7 @@ impl Registry {
             registry,
             path,
             layer_media_type: settings.layer_media_type.clone(),
+            config_holder: std::sync::Mutex::new(None),
         })
     }
 
@@ -105,10 +109,20 @@ impl Registry {
     pub async fn ping(&self, cluster: &str) -> Result<()> {
         let reference = self.reference(cluster, "latest");
         self.retrying(|| async {
-            self.client
-                .auth(&reference, &self.auth, RegistryOperation::Push)
-                .await
-                .map(|_| ())
+            match &self.auth {
+                // Without credentials, a blob question is enough (and `auth` would make the
+                // client ask for a token before every later request).
+                RegistryAuth::Anonymous => self
+                    .client
+                    .blob_exists(&reference, &artifact::digest(CONFIG))
+                    .await
+                    .map(|_| ()),
+                auth => self
+                    .client
+                    .auth(&reference, auth, RegistryOperation::Push)
+                    .await
+                    .map(|_| ()),
+            }
         })
         .await
         .map_err(|e| self.error(cluster, "is not reachable", e))
@@ -118,15 +132,34 @@ impl Registry {
     /// registry has them, then the manifest under the tag. Returns the manifest's digest.
     pub async fn push(&self, artifact: &Artifact<'_>, tag: &str) -> Result<String> {
         let reference = self.reference(artifact.cluster, tag);
-        self.client
-            .auth(&reference, &self.auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| self.error(artifact.cluster, "refused the credentials", e))?;
+        if !matches!(self.auth, RegistryAuth::Anonymous) {
+            // A token (or the basic credentials) for this repository.
+            self.retrying(|| self.client.auth(&reference, &self.auth, RegistryOperation::Push))
+                .await
+                .map_err(|e| self.error(artifact.cluster, "refused the credentials", e))?;
+        }
         let config_digest = artifact::digest(CONFIG);
-        for (what, data, digest) in [
-            ("layer", artifact.layer, artifact.layer_digest),
-            ("config", CONFIG, config_digest.as_str()),
-        ] {
+        // The config blob is the same for every cluster: mounted from a repository that has it.
+        let holder = self.config_holder.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let config_mounted = match holder {
+            Some(from) if from != artifact.cluster => {
+                let source = self.reference(&from, tag);
+                self.client
+                    .mount_blob(&reference, &source, &config_digest)
+                    .await
+                    .is_ok()
+            }
+            _ => false,
+        };
+        let blobs: &[(&str, &[u8], &str)] = if config_mounted {
+            &[("layer", artifact.layer, artifact.layer_digest)]
+        } else {
+            &[
+                ("layer", artifact.layer, artifact.layer_digest),
+                ("config", CONFIG, config_digest.as_str()),
+            ]
+        };
+        for &(what, data, digest) in blobs {
             let exists = self
                 .retrying(|| self.client.blob_exists(&reference, digest))
                 .await
@@ -157,21 +190,11 @@ impl Registry {
         })
         .await
         .map_err(|e| self.error(artifact.cluster, "refused the manifest", e))?;
-        Ok(artifact::digest(artifact.manifest))
-    }
-
-    /// The digest of the manifest `tag` points to in the cluster's repository; `None` when the
-    /// tag or the repository does not exist.
-    pub async fn tagged(&self, cluster: &str, tag: &str) -> Result<Option<String>> {
-        let reference = self.reference(cluster, tag);
-        match self
-            .retrying(|| self.client.fetch_manifest_digest(&reference, &self.auth))
-            .await
-        {
-            Ok(digest) => Ok(Some(digest)),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(self.error(cluster, "cannot be asked for a tag", e)),
+        if !config_mounted {
+            let mut holder = self.config_holder.lock().unwrap_or_else(|e| e.into_inner());
+            holder.get_or_insert_with(|| artifact.cluster.to_string());
         }
+        Ok(artifact::digest(artifact.manifest))
     }
 
     /// The layer media type artifacts are pushed with.
@@ -219,19 +242,6 @@ fn transient(e: &OciDistributionError) -> bool {
                 || e.status().is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
         }
         OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-fn not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown)),
-        OciDistributionError::RequestError(e) => e.status().is_some_and(|s| s.as_u16() == 404),
         _ => false,
     }
 }

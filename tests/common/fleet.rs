@@ -11,6 +11,8 @@ pub struct Fleet {
     /// `http://127.0.0.1:<port>/git`, served from `git_root`.
     pub git_url: String,
     pub git_root: PathBuf,
+    /// `127.0.0.1:<port>` of the fleet's OCI registry (CNCF Distribution, plain HTTP).
+    pub registry: Option<String>,
 }
 
 impl Fleet {
@@ -23,10 +25,14 @@ impl Fleet {
             .expect("the harness writes git-url next to its kubeconfig")
             .trim()
             .to_string();
+        let registry = std::fs::read_to_string(run.join("registry-host"))
+            .ok()
+            .map(|h| h.trim().to_string());
         Some(Fleet {
             kubeconfig,
             git_url,
             git_root: run.join("git"),
+            registry,
         })
     }
 
@@ -48,5 +54,157 @@ impl Fleet {
     pub fn kubectl_json(&self, context: &str, args: &[&str]) -> Result<Value, String> {
         let text = self.kubectl(context, args)?;
         serde_json::from_str(&text).map_err(|e| format!("kubectl output is not JSON: {e}"))
+    }
+}
+
+/// Every file of `dir` (a directory of the deploy repo at `rev`), by path.
+pub fn files_at(repo: &std::path::Path, rev: &str, dir: &str) -> Vec<(String, String)> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let list = git(&["ls-tree", "-r", "--name-only", rev, dir]);
+    list.lines()
+        .map(|p| (p.to_string(), git(&["show", &format!("{rev}:{p}")])))
+        .collect()
+}
+
+/// `expected` is contained in `live`: every field the deploy repo sets has that value live
+/// (the API server adds defaults, status, and Flux its labels).
+pub fn subset_diffs(expected: &Value, live: &Value, path: &str, out: &mut Vec<String>) {
+    match (expected, live) {
+        (Value::Object(e), Value::Object(l)) => {
+            for (k, v) in e {
+                match l.get(k) {
+                    Some(lv) => subset_diffs(v, lv, &format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}: missing live")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(l)) => {
+            if l.len() < e.len() {
+                out.push(format!("{path}: {} items live, {} rendered", l.len(), e.len()));
+            }
+            for (i, (ev, lv)) in e.iter().zip(l).enumerate() {
+                subset_diffs(ev, lv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (e, l) if e == l => {}
+        // Quantities and int-or-strings come back in canonical form ("1" vs 1).
+        (e, l) if e.to_string().trim_matches('"') == l.to_string().trim_matches('"') => {}
+        (e, l) => out.push(format!("{path}: rendered {e}, live {l}")),
+    }
+}
+
+impl Fleet {
+    /// Waits until the Kustomization `namespace/name` of every cluster is Ready and `applied`
+    /// says it applied what is wanted (`what`, for messages).
+    pub fn wait_kustomizations(
+        &self,
+        clusters: &[&str],
+        namespace: &str,
+        name: &str,
+        timeout: std::time::Duration,
+        what: &str,
+        applied: impl Fn(&Value) -> bool,
+    ) {
+        let start = std::time::Instant::now();
+        for cluster in clusters {
+            loop {
+                let ks = self.kubectl_json(cluster, &["get", "kustomization", "-n", namespace, name, "-o", "json"]);
+                let (done, ready, message) = match &ks {
+                    Ok(ks) => {
+                        let ready = ks["status"]["conditions"]
+                            .as_array()
+                            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+                        (
+                            applied(ks),
+                            ready.is_some_and(|c| c["status"] == "True"),
+                            format!(
+                                "last applied {}, ready: {}",
+                                ks["status"]["lastAppliedRevision"],
+                                ready.and_then(|c| c["message"].as_str()).unwrap_or("")
+                            ),
+                        )
+                    }
+                    Err(e) => (false, false, e.clone()),
+                };
+                if done && ready {
+                    eprintln!("{cluster}: Flux applied {what} after {:.1?}", start.elapsed());
+                    break;
+                }
+                assert!(
+                    start.elapsed() < timeout,
+                    "{cluster}: Flux did not apply {what} within {timeout:?} ({message}); logs in the harness's logs/ folder"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+
+    /// The live objects of each cluster equal its directory in the deploy repo at `rev`.
+    pub fn assert_live_matches(&self, repo: &std::path::Path, rev: &str, clusters: &[&str], scratch: &std::path::Path) {
+        for cluster in clusters {
+            let files = files_at(repo, rev, &format!("clusters/{cluster}"));
+            let dir = scratch.join(format!("live-{cluster}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut rendered = Vec::new();
+            for (path, text) in &files {
+                if path.ends_with("/kustomization.yaml") {
+                    continue;
+                }
+                let file = dir.join(path.replace('/', "__"));
+                std::fs::write(&file, text).unwrap();
+                let value: Value = serde_saphyr::from_str(text).expect("rendered files are YAML");
+                rendered.push((path.clone(), value));
+            }
+            assert!(!rendered.is_empty(), "{cluster}: nothing rendered");
+            // One call per cluster: kubectl reads the files and fetches the live objects.
+            let live = self
+                .kubectl_json(cluster, &["get", "-f", dir.to_str().unwrap(), "-o", "json"])
+                .unwrap_or_else(|e| panic!("{cluster}: reading the live objects: {e}"));
+            let items = live["items"].as_array().cloned().unwrap_or_else(|| vec![live.clone()]);
+            assert_eq!(items.len(), rendered.len(), "{cluster}: live object count");
+            // kubectl returns them in file-name order, which is the order above after sorting.
+            let mut sorted = rendered.clone();
+            sorted.sort_by_key(|(p, _)| p.replace('/', "__"));
+            for ((path, expected), live) in sorted.iter().zip(&items) {
+                let mut diffs = Vec::new();
+                subset_diffs(expected, live, "", &mut diffs);
+                assert!(
+                    diffs.is_empty(),
+                    "{cluster}: {path} differs live:\n  {}",
+                    diffs.join("\n  ")
+                );
+            }
+            eprintln!("{cluster}: {} live objects equal the deploy repo", rendered.len());
+        }
+    }
+
+    /// Apply `flux/<cluster>/` of the deploy repo at `rev` to each cluster (the bootstrap a
+    /// platform team does once per cluster).
+    pub fn bootstrap_flux(&self, repo: &std::path::Path, rev: &str, clusters: &[&str], scratch: &std::path::Path) {
+        for cluster in clusters {
+            let dir = scratch.join(format!("flux-{cluster}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (path, text) in files_at(repo, rev, &format!("flux/{cluster}")) {
+                let name = path.rsplit('/').next().unwrap();
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            self.kubectl(cluster, &["apply", "-k", dir.to_str().unwrap()])
+                .unwrap_or_else(|e| panic!("{cluster}: applying flux/{cluster}: {e}"));
+        }
     }
 }

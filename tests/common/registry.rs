@@ -13,9 +13,14 @@ use serde_json::Value;
 
 /// The `registry` binary: on PATH (as `.ci/run` sets it), else in the e2e build cache.
 pub fn binary() -> Option<PathBuf> {
+    tool("registry")
+}
+
+/// A binary of the e2e build: on PATH, else in the build cache's store (`<name>@<version>/`).
+pub fn tool(name: &str) -> Option<PathBuf> {
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
-            let p = dir.join("registry");
+            let p = dir.join(name);
             if p.is_file() {
                 return Some(p);
             }
@@ -27,8 +32,8 @@ pub fn binary() -> Option<PathBuf> {
     let store = std::fs::read_dir(cache.join("store")).ok()?;
     store
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("registry@"))
-        .map(|e| e.path().join("registry"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{name}@")))
+        .map(|e| e.path().join(name))
         .find(|p| p.is_file())
 }
 
@@ -54,6 +59,8 @@ pub struct Registry {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// go-containerregistry's `crane registry serve` (in memory) instead of Distribution.
+    crane: bool,
 }
 
 impl Registry {
@@ -70,9 +77,30 @@ impl Registry {
             port,
             dir: dir.to_path_buf(),
             child: None,
+            crane: false,
         };
         r.resume();
         r
+    }
+
+    /// `crane registry serve` (go-containerregistry, manifests in memory) on a free port. It
+    /// answers a finished blob upload without the `Location` header the spec asks for.
+    pub fn start_crane(crane: &Path, dir: &Path) -> Registry {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = Registry {
+            binary: crane.to_path_buf(),
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+            crane: true,
+        };
+        r.resume();
+        r
+    }
+
+    /// The registry's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// `127.0.0.1:<port>`.
@@ -106,9 +134,13 @@ impl Registry {
             .append(true)
             .open(self.dir.join("registry.log"))
             .unwrap();
-        let child = Command::new(&self.binary)
-            .arg("serve")
-            .arg(&config)
+        let mut cmd = Command::new(&self.binary);
+        if self.crane {
+            cmd.args(["registry", "serve", "--address", &self.host()]);
+        } else {
+            cmd.arg("serve").arg(&config);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

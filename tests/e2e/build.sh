@@ -29,6 +29,9 @@ ETCD_VERSION="$(modver "$HERE/k8s/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="v0.7.0"
 # The OCI registry (CNCF Distribution) that OCI delivery pushes to in the tests.
 REGISTRY_VERSION="v3.1.2"
+# go-containerregistry's `crane registry serve`: a second, lighter registry (in memory) that
+# the delivery benchmark measures beside Distribution.
+CRANE_VERSION="v0.22.1"
 [[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" ]] || die "cannot read versions from $HERE/k8s/go.mod"
 FLUX_KEY=""
 if [[ -f "$HERE/flux/go.mod" ]]; then
@@ -40,7 +43,7 @@ fi
 # One bin dir per combination of versions; each binary is built once per its own version into
 # $CACHE/store/<name>@<version>/ and linked into the bin dir, so adding or bumping one component
 # does not rebuild the others.
-KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}-reg${REGISTRY_VERSION}"
+KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}-reg${REGISTRY_VERSION}-crane${CRANE_VERSION}"
 CACHE="${STARMAP_E2E_CACHE:-$HOME/.cache/starmap-e2e}"
 BIN="$CACHE/$KEY/bin"
 LOGDIR="$CACHE/build-logs"
@@ -106,6 +109,9 @@ build_one kwok "$KWOK_VERSION" "$CACHE" env GOBIN="$CACHE/store/kwok@$KWOK_VERSI
 # the first build takes a few minutes; the tests use its filesystem driver.
 build_one registry "$REGISTRY_VERSION" "$CACHE" env GOBIN="$CACHE/store/registry@$REGISTRY_VERSION" GOFLAGS=-trimpath \
   go install -ldflags "-s -w" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+
+build_one crane "$CRANE_VERSION" "$CACHE" env GOBIN="$CACHE/store/crane@$CRANE_VERSION" GOFLAGS=-trimpath \
+  go install -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 
 if [[ -f "$HERE/flux/go.mod" && "${STARMAP_E2E_NO_FLUX:-0}" != 1 ]]; then
   build_one source-controller "$SC_VERSION" "$HERE/flux" go build -trimpath -ldflags "-s -w" \

@@ -38,6 +38,7 @@ for pid in "${pids[@]}"; do
   fi
 done
 
-rm -rf "$RUN/data" "$RUN/pids" "$RUN/git" "$RUN/pki" "$RUN/ttl" "$RUN/started" "$RUN/git-url" "$RUN/kubeconfig"
+rm -rf "$RUN/data" "$RUN/pids" "$RUN/git" "$RUN/pki" "$RUN/ttl" "$RUN/started" "$RUN/git-url" "$RUN/kubeconfig" \
+  "$RUN/registry" "$RUN/registry-host"
 if (( PURGE )); then rm -rf "$RUN"; say "stopped ${#pids[@]} processes; removed $RUN"
 else say "stopped ${#pids[@]} processes; logs kept in $RUN/logs"; fi

@@ -5,7 +5,8 @@
 # kube-scheduler (both --leader-elect=false) and kwok managing one fake Node, on its own ports.
 # Unless STARMAP_E2E_NO_FLUX=1, also installs the Flux CRDs and runs source-controller and
 # kustomize-controller per cluster, out of cluster (namespace flux-system).
-# Also serves bare git repos in $RUN/git over smart HTTP at the URL written to $RUN/git-url.
+# Also serves bare git repos in $RUN/git over smart HTTP at the URL written to $RUN/git-url,
+# and (with Flux) an OCI registry at the host:port written to $RUN/registry-host.
 # Writes one kubeconfig with a context per cluster (named like the cluster).
 # Every process runs under `timeout`, so the fleet stops by itself after STARMAP_E2E_TTL
 # seconds even if down.sh is never run. Stop it with tests/e2e/down.sh.
@@ -54,7 +55,7 @@ export PATH="$BIN:$PATH"
 FLUX=1
 [[ "${STARMAP_E2E_NO_FLUX:-0}" == 1 || ! -f "$HERE/flux/go.mod" ]] && FLUX=0
 need=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl)
-(( FLUX )) && need+=(source-controller kustomize-controller)
+(( FLUX )) && need+=(source-controller kustomize-controller registry)
 for b in "${need[@]}"; do
   [[ -x "$BIN/$b" ]] || die "missing $BIN/$b"
 done
@@ -258,6 +259,15 @@ if (( FLUX )); then
   say "git smart-HTTP server: http://127.0.0.1:$GIT_PORT/git/<repo>.git serving $RUN/git"
   spawn git-http python3 "$HERE/git-http.py" "$RUN/git" "$GIT_PORT"
   echo "http://127.0.0.1:$GIT_PORT/git" >"$RUN/git-url"
+  # The OCI registry the edges' Flux pulls artifacts from (plain HTTP, files in $RUN/registry).
+  REGISTRY_PORT=$((PORT_BASE + 91))
+  mkdir -p "$RUN/registry"
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$RUN/registry/data" "$REGISTRY_PORT" >"$RUN/registry/config.yml"
+  say "OCI registry (CNCF Distribution): 127.0.0.1:$REGISTRY_PORT"
+  spawn registry "$BIN/registry" serve "$RUN/registry/config.yml"
+  wait_for "the OCI registry (log: $RUN/logs/registry.log)" 30 curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/"
+  echo "127.0.0.1:$REGISTRY_PORT" >"$RUN/registry-host"
   for ((i = 1; i <= N; i++)); do
     name="${NAMES[i - 1]}"
     dir="$RUN/data/$name"; kc="$dir/kubeconfig"
