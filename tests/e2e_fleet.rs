@@ -11,6 +11,7 @@
 mod common;
 
 use common::fleet::Fleet;
+use common::{git, starmap_ok as starmap};
 
 use std::path::Path;
 use std::process::Command;
@@ -26,35 +27,6 @@ const FLUX_NAME: &str = "starmap";
 const APPLY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Where status rounds commit (the default `status.branch`).
 const STATUS: &str = "starmap-status";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn starmap(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_starmap"))
-        .args(args)
-        .output()
-        .expect("starmap runs");
-    assert!(
-        out.status.success(),
-        "starmap {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The fixtures, pointed at the harness's git server with short intervals.
 fn source_for(fleet: &Fleet, repo_name: &str, dir: &Path) {

@@ -11,9 +11,8 @@
 mod common;
 
 use common::fleet::Fleet;
+use common::{git, starmap_ok as starmap};
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -22,34 +21,6 @@ const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
 const FLUX_NS: &str = "flux-system";
 const FLUX_NAME: &str = "starmap";
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn starmap(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_starmap"))
-        .args(args)
-        .output()
-        .expect("starmap runs");
-    assert!(
-        out.status.success(),
-        "starmap {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The revision each cluster's OCIRepository last fetched (`latest@sha256:…`).
 fn source_revisions(fleet: &Fleet) -> Vec<String> {

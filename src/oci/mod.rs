@@ -42,7 +42,10 @@ pub struct Artifact<'a> {
 
 /// The registry of `oci.repository`, with the credentials for it.
 pub struct Registry {
+    /// Uploads a blob in one PUT (two requests): a cluster's layer is a few kilobytes.
     client: Client,
+    /// Uploads in chunks (POST, PATCH, PUT), for a registry that refuses a blob in one PUT.
+    chunked: Client,
     auth: RegistryAuth,
     registry: String,
     /// The repository path below the registry (`retail/fleet`).
@@ -63,26 +66,29 @@ impl Registry {
             .split_once('/')
             .map(|(_, p)| p.to_string())
             .unwrap_or_default();
-        let config = ClientConfig {
-            protocol: if settings.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            // Two requests per blob (POST, PUT): a cluster's layer is a few kilobytes.
-            use_monolithic_push: true,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(REQUEST_TIMEOUT),
-            ..Default::default()
+        let client = |monolithic: bool| {
+            let config = ClientConfig {
+                protocol: if settings.insecure {
+                    ClientProtocol::Http
+                } else {
+                    ClientProtocol::Https
+                },
+                use_monolithic_push: monolithic,
+                connect_timeout: Some(CONNECT_TIMEOUT),
+                read_timeout: Some(REQUEST_TIMEOUT),
+                ..Default::default()
+            };
+            Client::try_from(config)
+                .map_err(|e| Error::msg(format!("OCI registry {registry}: cannot set up a client: {e}")))
         };
-        let client = Client::try_from(config)
-            .map_err(|e| Error::msg(format!("OCI registry {registry}: cannot set up a client: {e}")))?;
+        let (chunked, client) = (client(false)?, client(true)?);
         let auth = match credentials(&registry)? {
             Some((user, password)) => RegistryAuth::Basic(user, password),
             None => RegistryAuth::Anonymous,
         };
         Ok(Registry {
             client,
+            chunked,
             auth,
             registry,
             path,
@@ -167,20 +173,23 @@ impl Registry {
             if exists {
                 continue;
             }
-            let pushed = self
-                .retrying(|| async {
-                    match self.client.push_blob(&reference, data.to_vec(), digest).await {
-                        // Some registries store the blob and leave out the Location header the
-                        // spec asks for: what counts is that the blob is there.
-                        Err(OciDistributionError::RegistryNoLocationError)
-                            if self.client.blob_exists(&reference, digest).await.unwrap_or(false) =>
-                        {
-                            Ok(String::new())
-                        }
-                        other => other,
+            let pushed = match self
+                .retrying(|| push_blob(&self.client, &reference, data, digest))
+                .await
+            {
+                // A registry that takes no blob in one PUT: the same blob in chunks.
+                Err(e) if refuses_monolithic(&e) => {
+                    tracing::debug!(registry = %self.registry, "a blob in one PUT was refused ({e}); uploading in chunks");
+                    if !matches!(self.auth, RegistryAuth::Anonymous) {
+                        self.retrying(|| self.chunked.auth(&reference, &self.auth, RegistryOperation::Push))
+                            .await
+                            .map_err(|e| self.error(artifact.cluster, "refused the credentials", e))?;
                     }
-                })
-                .await;
+                    self.retrying(|| push_blob(&self.chunked, &reference, data, digest))
+                        .await
+                }
+                other => other,
+            };
             pushed.map_err(|e| self.error(artifact.cluster, &format!("refused the {what} blob"), e))?;
         }
         let content_type = http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE);
@@ -248,6 +257,35 @@ fn transient(e: &OciDistributionError) -> bool {
 
 /// An error as a user reads it: reqwest's chain of causes ("connection refused"), not only
 /// its top line ("error sending request").
+/// Push one blob with `client`.
+async fn push_blob(
+    client: &Client,
+    reference: &Reference,
+    data: &[u8],
+    digest: &str,
+) -> std::result::Result<String, OciDistributionError> {
+    match client.push_blob(reference, data.to_vec(), digest).await {
+        // Some registries store the blob and leave out the Location header the spec asks
+        // for: what counts is that the blob is there.
+        Err(OciDistributionError::RegistryNoLocationError)
+            if client.blob_exists(reference, digest).await.unwrap_or(false) =>
+        {
+            Ok(String::new())
+        }
+        other => other,
+    }
+}
+
+/// A blob upload in one PUT refused as such (not for credentials, and not a missing
+/// repository): the registry may take it in chunks.
+fn refuses_monolithic(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. } => matches!(code, 400 | 405 | 411 | 413 | 415 | 416 | 501),
+        OciDistributionError::SpecViolationError(_) => true,
+        _ => false,
+    }
+}
+
 fn describe(e: &OciDistributionError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -260,4 +298,141 @@ fn describe(e: &OciDistributionError) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    /// A registry that refuses a blob in one PUT and takes it in chunks. A fake: both real
+    /// registries of the tests (Distribution, crane) take either, so this refusal cannot be
+    /// produced for real here. It speaks just enough of the distribution protocol.
+    async fn chunks_only_registry(log: Arc<Mutex<Vec<String>>>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let uploads: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, uploads) = (log.clone(), uploads.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut line = String::new();
+                        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let (method, target) = (
+                            parts.next().unwrap_or("").to_string(),
+                            parts.next().unwrap_or("").to_string(),
+                        );
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            read.read_line(&mut header).await.unwrap();
+                            if header.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        read.read_exact(&mut body).await.unwrap();
+                        let path = target.split('?').next().unwrap_or("").to_string();
+                        log.lock().unwrap().push(format!("{method} {path} {}", body.len()));
+                        let (status, headers) = match method.as_str() {
+                            "HEAD" => ("404 Not Found", String::new()),
+                            "POST" => {
+                                let id = format!("{}", uploads.lock().unwrap().len());
+                                uploads.lock().unwrap().insert(id.clone(), Vec::new());
+                                ("202 Accepted", format!("Location: {path}{id}\r\n"))
+                            }
+                            "PATCH" => {
+                                let id = path.rsplit('/').next().unwrap().to_string();
+                                uploads.lock().unwrap().get_mut(&id).unwrap().extend(&body);
+                                (
+                                    "202 Accepted",
+                                    format!("Location: {path}\r\nRange: 0-{}\r\n", body.len()),
+                                )
+                            }
+                            "PUT" if path.contains("/blobs/uploads/") && !body.is_empty() => {
+                                ("400 Bad Request", String::new())
+                            }
+                            "PUT" if path.contains("/blobs/uploads/") => {
+                                let digest = target.split("digest=").nth(1).unwrap_or("").replace("%3A", ":");
+                                let repo = path.split("/blobs/").next().unwrap().to_string();
+                                ("201 Created", format!("Location: {repo}/blobs/{digest}\r\n"))
+                            }
+                            "PUT" => ("201 Created", format!("Location: {path}\r\n")),
+                            _ => ("404 Not Found", String::new()),
+                        };
+                        let reply = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\n\r\n");
+                        if write.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_takes_blobs_only_in_chunks_gets_them_in_chunks() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let port = chunks_only_registry(log.clone()).await;
+        let settings = OciSettings {
+            repository: format!("127.0.0.1:{port}/fleet"),
+            tag: "latest".into(),
+            insecure: true,
+            layer_media_type: artifact::OCI_LAYER_MEDIA_TYPE.into(),
+            concurrency: 1,
+        };
+        let registry = Registry::new(&settings).unwrap();
+        let layer = artifact::layer([("kustomization.yaml", b"resources: []\n".as_slice())]);
+        let annotations = artifact::Annotations {
+            created: "2026-01-01T00:00:00Z".into(),
+            source: "https://git.example.com/fleet.git".into(),
+            revision: artifact::revision("main", &"a".repeat(40)),
+        };
+        let manifest = artifact::manifest(
+            &layer.digest,
+            layer.bytes.len(),
+            artifact::OCI_LAYER_MEDIA_TYPE,
+            &annotations,
+        );
+        let a = Artifact {
+            cluster: "c1",
+            layer: &layer.bytes,
+            layer_digest: &layer.digest,
+            manifest: &manifest,
+        };
+        let digest = registry.push(&a, "latest").await.unwrap();
+        assert_eq!(digest, artifact::digest(&manifest));
+        let log = log.lock().unwrap().clone();
+        let refused = log
+            .iter()
+            .filter(|l| l.starts_with("PUT /v2/fleet/c1/blobs/uploads/") && !l.ends_with(" 0"))
+            .count();
+        let chunks = log
+            .iter()
+            .filter(|l| l.starts_with("PATCH /v2/fleet/c1/blobs/uploads/"))
+            .count();
+        assert!(refused >= 1, "a blob in one PUT was tried first: {log:#?}");
+        assert!(chunks >= 2, "then the layer and the config in chunks: {log:#?}");
+        assert!(
+            log.iter().any(|l| l.starts_with("PUT /v2/fleet/c1/manifests/latest")),
+            "{log:#?}"
+        );
+    }
 }

@@ -24,6 +24,17 @@ pub fn starmap() -> assert_cmd::Command {
     cmd
 }
 
+/// Run `starmap args…`; its stdout, or a panic with its stderr.
+pub fn starmap_ok(args: &[&str]) -> String {
+    let out = starmap().args(args).output().expect("starmap runs");
+    assert!(
+        out.status.success(),
+        "starmap {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
