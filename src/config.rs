@@ -42,6 +42,35 @@ pub struct Config {
     /// One OCI artifact per cluster (delivery at fleet scale); absent: git delivery only.
     #[serde(default)]
     pub oci: Option<OciSettings>,
+    /// What may be done with Secrets.
+    #[serde(default)]
+    pub secrets: SecretSettings,
+}
+
+/// `secrets:`. A plaintext Secret in the source is an error unless `allowPlaintext`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretSettings {
+    /// Commit plaintext Secrets (each one a warning). Default: false.
+    pub allow_plaintext: bool,
+}
+
+/// `flux.decryption`: how the kustomize-controller decrypts SOPS-encrypted objects.
+#[derive(Debug, Clone, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Decryption {
+    /// `sops` (the only provider Flux has).
+    pub provider: DecryptionProvider,
+    /// Secret (in the Kustomization's namespace) with the private keys; omitted when the
+    /// controller gets them otherwise (a cloud KMS through workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecryptionProvider {
+    Sops,
 }
 
 /// `oci:`: each cluster's directory is also pushed as an OCI artifact,
@@ -80,12 +109,16 @@ fn default_oci_concurrency() -> usize {
 }
 
 impl OciSettings {
-    /// The repository without a scheme: `host[:port]/path`.
+    /// The repository without a scheme (and without credentials, which belong in
+    /// `STARMAP_OCI_USERNAME`/`STARMAP_OCI_PASSWORD` or a docker config): `host[:port]/path`.
     pub fn repository(&self) -> &str {
-        self.repository
-            .strip_prefix("oci://")
-            .unwrap_or(&self.repository)
-            .trim_end_matches('/')
+        let r = self.repository.strip_prefix("oci://").unwrap_or(&self.repository);
+        let authority_end = r.find('/').unwrap_or(r.len());
+        let r = match r[..authority_end].rfind('@') {
+            Some(at) => &r[at + 1..],
+            None => r,
+        };
+        r.trim_end_matches('/')
     }
 
     /// The registry: `host[:port]`.
@@ -150,6 +183,8 @@ pub struct FluxSettings {
     pub timeout: String,
     /// Secret (in `namespace`) with git credentials; omitted for a public repo.
     pub secret_ref: Option<String>,
+    /// `{provider: sops, secretRef: NAME}`: `spec.decryption` of each generated Kustomization.
+    pub decryption: Option<Decryption>,
 }
 
 impl Default for FluxSettings {
@@ -164,6 +199,7 @@ impl Default for FluxSettings {
             wait: true,
             timeout: "5m".into(),
             secret_ref: None,
+            decryption: None,
         }
     }
 }
@@ -246,6 +282,18 @@ impl Config {
             [] => Ok(Config::default()),
             [doc] => {
                 let config: Config = from_doc(doc, shown)?;
+                // Credentials typed into a URL here are remembered, to be scrubbed from any
+                // output (`redact`).
+                if let Some(url) = &config.deploy.url {
+                    crate::redact::Url::new(url);
+                }
+                if let Some(oci) = &config.oci {
+                    let url = match oci.repository.contains("://") {
+                        true => oci.repository.clone(),
+                        false => format!("oci://{}", oci.repository),
+                    };
+                    crate::redact::Url::new(&url);
+                }
                 if let Some(oci) = &config.oci {
                     let at = |key: &'static str| {
                         Location::new(shown, doc.lines.line_at(&[Step::Key("oci"), Step::Key(key)]))

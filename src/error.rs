@@ -84,18 +84,22 @@ impl Error {
     }
 }
 
+/// Credentials are scrubbed from every error as it is shown (`redact::scrub`): a git or
+/// registry client's message may quote a URL as the user typed it.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
         if let Some(location) = &self.location {
-            write!(f, "{location}: ")?;
+            text.push_str(&format!("{location}: "));
         }
         match (&self.cluster, &self.object) {
-            (Some(c), Some(o)) => write!(f, "cluster {c}, {o}: ")?,
-            (Some(c), None) => write!(f, "cluster {c}: ")?,
-            (None, Some(o)) => write!(f, "{o}: ")?,
+            (Some(c), Some(o)) => text.push_str(&format!("cluster {c}, {o}: ")),
+            (Some(c), None) => text.push_str(&format!("cluster {c}: ")),
+            (None, Some(o)) => text.push_str(&format!("{o}: ")),
             (None, None) => {}
         }
-        f.write_str(&self.message)
+        text.push_str(&self.message);
+        f.write_str(&crate::redact::scrub(&text))
     }
 }
 

@@ -77,6 +77,14 @@ impl<'m> SyncObjects<'m> {
             );
             return Ok(None);
         };
+        // Everyone who reads the deploy repo reads these objects: never with credentials.
+        let url = crate::redact::Url::new(&url);
+        if url.has_credentials() {
+            tracing::warn!(
+                "the deploy URL {url} carries credentials; the generated Flux and Argo CD objects name it without them (give the edges a Secret: flux.secretRef, an Argo CD repository Secret)"
+            );
+        }
+        let url = url.shown().to_string();
         let branch = config.deploy.branch.clone().unwrap_or_else(|| cli_branch.to_string());
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -105,6 +113,7 @@ impl<'m> SyncObjects<'m> {
                 "wait": config.flux.wait,
                 "timeout": config.flux.timeout,
                 "secretRef": config.flux.secret_ref,
+                "decryption": config.flux.decryption,
             },
             "argocd": {
                 "namespace": config.argocd.namespace,
@@ -209,7 +218,7 @@ impl<'m> SyncObjects<'m> {
         let text = self
             .env
             .get_template(name)
-            .and_then(|t| t.render(minijinja::value::Serde(ctx)))
+            .and_then(|t| crate::template::render_capped(&t, minijinja::Value::from(minijinja::value::Serde(ctx))))
             .map_err(|e| template_error(origin, &e))?;
         let docs = yaml::parse_documents(&text, &format!("{origin} (output)"))?;
         let mut out = String::new();

@@ -4,8 +4,8 @@
 //! The modules form layers in data-flow order (ARCHITECTURE.md draws them; `tests/structure.rs`
 //! keeps them honest: no cycles, no I/O in the pure core):
 //!
-//! - leaves: `error`, `time`, `retry`, `health`, `cel`, `yaml`;
-//! - what users write: `config` (`starmap.yaml`), `spec` (the kinds), `template`;
+//! - leaves: `error`, `redact`, `time`, `retry`, `health`, `cel`, `yaml`;
+//! - what users write: `config` (`starmap.yaml`), `spec` (the kinds), `template`, `secrets`;
 //! - the validated `model`, and `formats` (the deploy repo's files);
 //! - the pure core: `plan` (what goes where) → `render`, `gitops` → `rollout`, `summary` →
 //!   `explain`, `desired` (the tree a render wants);
@@ -27,10 +27,12 @@ pub mod model;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod retry;
 pub mod rollout;
 pub mod schema;
+pub mod secrets;
 pub mod snapshot;
 pub mod source;
 pub mod spec;

@@ -24,7 +24,8 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("error: internal error (a bug in starmap, please report it): {what}{at}");
+        let line = format!("error: internal error (a bug in starmap, please report it): {what}{at}");
+        eprintln!("{}", starmap::redact::scrub(&line));
     }));
     match std::panic::catch_unwind(cli::run) {
         Ok(Ok(code)) => code,

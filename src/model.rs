@@ -128,6 +128,9 @@ pub struct Workload {
     pub lines: LineTree,
     /// Annotated `starmap.dev/template: "true"`.
     pub templated: bool,
+    /// SOPS-encrypted (`secrets::is_sops_encrypted`): written exactly as it came, never
+    /// customized or normalized.
+    pub sops: bool,
     /// For objects of a Helm chart rendered with per-cluster values: the clusters (by
     /// index into `Model::clusters`) whose values produced this object. `None`: every cluster.
     pub only_clusters: Option<std::sync::Arc<Vec<bool>>>,
@@ -156,7 +159,12 @@ impl ObjectId {
         let kind = object.get("kind")?.as_str()?;
         let meta = object.get("metadata")?;
         let name = meta.get("name")?.as_str()?;
-        let namespace = meta.get("namespace").and_then(Value::as_str).map(String::from);
+        // `namespace: ""` is no namespace, as kubectl and the API server read it.
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+            .map(String::from);
         Some(ObjectId {
             group: group_of(api_version).to_string(),
             kind: kind.to_string(),

@@ -141,7 +141,7 @@ pub fn render(model: &Model, plan: &Plan, target: &RenderTarget, runtime: &tokio
     let published = match oci {
         Some(oci) => {
             let source = match model.config.deploy.url.as_deref().or(deploy_url) {
-                Some(url) => crate::gitstore::remote::without_userinfo(url),
+                Some(url) => crate::redact::shown(url),
                 None => publish::path_source(std::path::Path::new(&target.deploy)),
             };
             let started = Instant::now();

@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use crate::yaml::Step;
 
-/// Instructions one evaluation may run before it is stopped.
+/// What one evaluation may spend before it is stopped: minijinja charges a unit per
+/// instruction and per 64 bytes of data it creates, so this bounds both time and memory
+/// (about 6 MB) while the values grow, not once they are written.
 pub const FUEL: u64 = 100_000;
 /// Largest text one template may produce.
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -88,19 +90,26 @@ impl<'env, 'src> Templates<'env, 'src> {
                 }
                 Ok(json)
             }
-            Some(Compiled::Template(template)) => {
-                let mut out = CappedWriter::default();
-                template.render_captured_to(context.clone(), &mut out).map_err(|e| {
-                    if out.overflow {
-                        format!("output is larger than {MAX_OUTPUT_BYTES} bytes")
-                    } else {
-                        describe(&e)
-                    }
-                })?;
-                String::from_utf8(out.buf).map(Value::String).map_err(|e| e.to_string())
-            }
+            Some(Compiled::Template(template)) => render_capped(template, context.clone())
+                .map(Value::String)
+                .map_err(|e| describe(&e)),
             None => Err("internal error: template was not compiled".into()),
         }
+    }
+}
+
+/// Render a whole template, stopped as soon as its output passes [`MAX_OUTPUT_BYTES`] (the
+/// values it builds on the way are bounded by the fuel, which minijinja charges per byte too).
+pub fn render_capped(template: &Template<'_, '_>, context: minijinja::Value) -> Result<String, minijinja::Error> {
+    let mut out = CappedWriter::default();
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => String::from_utf8(out.buf)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())),
+        Err(_) if out.overflow => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("output is larger than {MAX_OUTPUT_BYTES} bytes"),
+        )),
+        Err(e) => Err(e),
     }
 }
 
@@ -116,7 +125,10 @@ fn describe(e: &minijinja::Error) -> String {
         text.truncate(i);
     }
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
-        text = format!("{text} (the template ran more than {FUEL} steps; is it looping?)");
+        text = format!(
+            "{text} (the template used up its budget of {FUEL} steps, a step per instruction and per 64 bytes it \
+             builds; is it looping, or building a huge string?)"
+        );
     }
     text
 }
@@ -248,8 +260,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("fuel"), "{e}");
-        let e = expand("{{ 'x' * 5000000 }} tail", json!({})).unwrap_err();
+        let e = expand("{{ 'x' * 500000 }}{{ 'x' * 600000 }} tail", json!({})).unwrap_err();
         assert!(e.contains("larger than"), "{e}");
+    }
+
+    /// Values that double are stopped while they grow (minijinja charges fuel per byte), long
+    /// before they reach the output cap or the machine's memory: each of these would build
+    /// 2^40 bytes or more.
+    #[test]
+    fn doubling_strings_stop_while_they_grow() {
+        for text in [
+            "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+            "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}{% endmacro %}{{ d('ab', 60) }}",
+            "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}{% endmacro %}{{ d('ab', 40) }}",
+            "{{ ('x' * 100000000)|length }}",
+            "{{ ('ab'|indent(100000000))|length }}",
+            "{{ (range(100000)|join('x' * 64))|length }}",
+        ] {
+            let started = std::time::Instant::now();
+            let e = expand(text, json!({})).unwrap_err();
+            assert!(e.contains("budget") || e.contains("recursion limit"), "{text}: {e}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{text}");
+        }
+        // The same constructs at a sane size are fine.
+        let ok = "{% set ns = namespace(s='ab') %}{% for i in range(10) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}";
+        assert_eq!(expand(ok, json!({})).unwrap(), json!("2048"));
     }
 
     #[test]

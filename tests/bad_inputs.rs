@@ -662,3 +662,437 @@ fn render_failing_at_load_does_not_create_the_deploy_repo() {
         deploy.display()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile inputs (api.md §7): bytes no editor shows, sizes no review catches, names that
+// would escape or collide, templates that try to run away, Secrets in plaintext. Built at run
+// time from `_good/` (with `files` written over it), so each case is one readable line here.
+
+/// `_good/` with `files` (path, bytes) written over it, rendered into a deploy repo that has a
+/// commit: it must fail cleanly and leave the repo as it was. Returns the error line.
+fn render_fails_with(files: &[(&str, &[u8])]) -> String {
+    let (_tmp, source) = good_copy();
+    for (path, bytes) in files {
+        let path = source.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    render_fails(&source)
+}
+
+/// A ConfigMap in namespace web whose `data` is `body` (indented by the caller).
+fn config_map(name: &str, body: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: web\ndata:\n{body}")
+}
+
+const TEMPLATED: &str = "  annotations:\n    starmap.dev/template: \"true\"\n";
+
+/// A templated ConfigMap whose `data.value` is `template` (line 9 of its file).
+fn templated(template: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: web\n{TEMPLATED}data:\n  value: {}\n",
+        serde_json::to_string(template).unwrap()
+    )
+}
+
+#[test]
+fn crlf_file_with_a_duplicate_key_names_the_right_line() {
+    let text = config_map("crlf", "  a: \"1\"\n  b: \"2\"\n  a: \"3\"\n").replace('\n', "\r\n");
+    let line = render_fails_with(&[("workloads/web/crlf.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/crlf.yaml:9: ");
+    assert_contains(&line, &["duplicate", "a"]);
+}
+
+#[test]
+fn file_with_a_byte_order_mark_and_an_error_names_the_right_line() {
+    let text = format!("\u{feff}{}", config_map("bom", "  ok: \"1\"\n  bad: [unclosed\n"));
+    let line = render_fails_with(&[("workloads/web/bom.yaml", text.as_bytes())]);
+    assert_path_with_line(&line, "workloads/web/bom.yaml");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn nul_byte_in_a_scalar_is_an_error_naming_file_and_line() {
+    let text = config_map("nul", "  ok: \"1\"\n  bad: a\0b\n");
+    let line = render_fails_with(&[("workloads/web/nul.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/nul.yaml:8: ");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn tab_indentation_names_file_and_line() {
+    let text = config_map("tabs", "  a: \"1\"\n\tb: \"2\"\n");
+    let line = render_fails_with(&[("workloads/web/tabs.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/tabs.yaml:8: ");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn unterminated_quoted_string_names_file_and_line() {
+    let text = config_map("quote", "  a: \"1\"\n  b: \"never closed\n  c: \"3\"\n");
+    let line = render_fails_with(&[("workloads/web/quote.yaml", text.as_bytes())]);
+    assert_path_with_line(&line, "workloads/web/quote.yaml");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn invalid_escape_in_a_double_quoted_string_names_file_and_line() {
+    let text = config_map("escape", "  a: \"1\"\n  b: \"bad \\q escape\"\n");
+    let line = render_fails_with(&[("workloads/web/escape.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/escape.yaml:8: ");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn quadratic_alias_expansion_is_rejected_quickly() {
+    // One anchor of 1,000 items referenced 10,000 times: 10 million nodes if expanded.
+    let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\n  namespace: web\nx: &a [");
+    text.push_str(&vec!["x"; 1000].join(", "));
+    text.push_str("]\ny: [");
+    text.push_str(&vec!["*a"; 10_000].join(", "));
+    text.push_str("]\n");
+    let started = Instant::now();
+    let line = render_fails_with(&[("workloads/web/q.yaml", text.as_bytes())]);
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_path_with_line(&line, "workloads/web/q.yaml");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn deeply_nested_block_mappings_fail_fast() {
+    let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n  namespace: web\ndata:\n");
+    for depth in 0..5_000 {
+        text.push_str(&" ".repeat(depth + 1));
+        text.push_str("k:\n");
+    }
+    let started = Instant::now();
+    let line = render_fails_with(&[("workloads/web/deep.yaml", text.as_bytes())]);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_path_with_line(&line, "workloads/web/deep.yaml");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn a_source_file_over_the_size_limit_is_refused_before_it_is_read() {
+    // 17 MiB of comment: any YAML reader would take it; starmap does not read it at all.
+    let mut text = config_map("huge", "  a: \"1\"\n").into_bytes();
+    let padding = format!("#{}\n", "p".repeat(30));
+    text.extend(std::iter::repeat_n(padding.as_bytes(), 17 << 15).flatten());
+    let line = render_fails_with(&[("workloads/web/huge.yaml", &text)]);
+    assert_prefix(&line, "error: workloads/web/huge.yaml: file is 17.0 MiB");
+    assert_contains(&line, &["at most 16 MiB", "ignore:"]);
+}
+
+#[test]
+fn a_huge_scalar_makes_an_object_the_api_server_would_refuse() {
+    let text = config_map("big", &format!("  blob: {}\n", "x".repeat(4 << 20)));
+    let line = render_fails_with(&[("workloads/web/big.yaml", text.as_bytes())]);
+    assert_prefix(
+        &line,
+        "error: workloads/web/big.yaml:1: cluster lab-1, ConfigMap/web/big: ",
+    );
+    assert_contains(&line, &["4.0 MiB", "at most 3 MiB"]);
+}
+
+#[test]
+fn a_duplicate_key_in_a_json_file_names_file_and_line() {
+    let text = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"ConfigMap\",\n  \"metadata\": {\"name\": \"j\", \"namespace\": \"web\"},\n  \"kind\": \"Secret\"\n}\n";
+    let line = render_fails_with(&[("workloads/web/dup.json", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/dup.json:5: ");
+    assert_contains(&line, &["duplicate", "kind"]);
+}
+
+#[test]
+fn trailing_garbage_after_json_names_file_and_line() {
+    let text = "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"j\", \"namespace\": \"web\"}}\n}\n";
+    let line = render_fails_with(&[("workloads/web/garbage.json", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/garbage.json:2: ");
+    assert_contains(&line, &["invalid YAML"]);
+}
+
+#[test]
+fn invalid_utf8_in_starmap_yaml_names_the_file() {
+    let line = render_fails_with(&[("starmap.yaml", b"# caf\xe9\nignore: []\n")]);
+    assert_prefix(&line, "error: starmap.yaml:1: ");
+    assert_contains(&line, &["UTF-8"]);
+}
+
+#[test]
+fn an_invalid_file_left_out_by_ignore_is_not_read() {
+    // The counterpart of the cases above: what `ignore:` leaves out cannot fail a render.
+    let (_tmp, source) = good_copy();
+    std::fs::create_dir_all(source.join("drafts")).unwrap();
+    std::fs::write(source.join("drafts/latin1.yaml"), b"name: caf\xe9\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    common::render(&source, &tmp.path().join("deploy"));
+}
+
+// Names: too long, not strings, escaping their directory, colliding once encoded.
+
+#[test]
+fn an_object_name_over_253_characters_is_refused_before_anything_is_written() {
+    let text = config_map(&"n".repeat(300), "  a: \"1\"\n");
+    let line = render_fails_with(&[("workloads/web/long.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/long.yaml:4: ");
+    assert_contains(&line, &["300 characters", "at most 253"]);
+}
+
+#[test]
+fn a_namespace_that_is_not_a_dns_label_is_refused() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: Web_Team\n";
+    let line = render_fails_with(&[("workloads/web/ns.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/ns.yaml:5: ConfigMap/Web_Team/cm: ");
+    assert_contains(&line, &["metadata.namespace", "Web_Team", "RFC 1123"]);
+}
+
+#[test]
+fn a_name_that_is_a_number_is_an_error_not_a_skip() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 123\n  namespace: web\n";
+    let line = render_fails_with(&[("workloads/web/num.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/num.yaml:1: ");
+    assert_contains(&line, &["metadata.name", "must be a string", "number"]);
+}
+
+#[test]
+fn a_namespace_that_is_a_mapping_is_an_error() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: {a: b}\n";
+    let line = render_fails_with(&[("workloads/web/nsmap.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/nsmap.yaml:1: ");
+    assert_contains(&line, &["metadata.namespace", "must be a string"]);
+}
+
+#[test]
+fn a_name_with_a_slash_cannot_escape_its_directory() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ../../etc/passwd\n  namespace: web\n";
+    let line = render_fails_with(&[("workloads/web/slash.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/slash.yaml:4: ");
+    assert_contains(&line, &["not a valid object name"]);
+}
+
+#[test]
+fn a_templated_name_that_would_escape_its_directory_is_refused() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{{{{ '../' ~ cluster.name }}}}\"\n  namespace: web\n{TEMPLATED}"
+    );
+    let line = render_fails_with(&[("workloads/web/tname.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/tname.yaml:1: cluster lab-1, ");
+    assert_contains(&line, &["not a valid object name", "../lab-1"]);
+}
+
+#[test]
+fn kinds_that_differ_only_in_case_collide_after_file_name_encoding() {
+    let a = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: web\n";
+    let b = "apiVersion: example.com/v1\nkind: WIDGET\nmetadata:\n  name: w\n  namespace: web\n";
+    let line = render_fails_with(&[
+        ("workloads/web/widget-a.yaml", a.as_bytes()),
+        ("workloads/web/widget-b.yaml", b.as_bytes()),
+    ]);
+    assert_path_with_line(&line, "workloads/web/widget-b.yaml");
+    assert_contains(
+        &line,
+        &[
+            "Widget/web/w",
+            "WIDGET/web/w",
+            "same file",
+            "web/widget.example.com_w.yaml",
+        ],
+    );
+}
+
+#[test]
+fn two_templated_names_that_meet_on_a_cluster_collide() {
+    // Distinct in the source, equal once rendered for lab-1 (storeId 9001).
+    let one = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"store-{{{{ cluster.properties.storeId }}}}\"\n  namespace: web\n{TEMPLATED}"
+    );
+    let two = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: store-9001\n  namespace: web\n";
+    let line = render_fails_with(&[
+        ("workloads/web/one.yaml", one.as_bytes()),
+        ("workloads/web/two.yaml", two.as_bytes()),
+    ]);
+    assert_contains(&line, &["cluster lab-1", "ConfigMap/web/store-9001", "same file"]);
+}
+
+#[test]
+fn a_placement_name_too_long_for_its_file_is_refused() {
+    let name = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(62)
+    );
+    let text = std::fs::read_to_string(good().join("placements/web.yaml"))
+        .unwrap()
+        .replace("name: web", &format!("name: {name}"));
+    let line = render_fails_with(&[("placements/web.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: placements/web.yaml:5: ");
+    assert_contains(&line, &["254 characters", "at most 250"]);
+}
+
+// Templates hostile to the engine: valid YAML, every one, and each stopped with its place.
+
+#[test]
+fn a_string_repeated_a_hundred_million_times_is_stopped_by_the_budget() {
+    let text = templated("{{ 'x' * 100000000 }}");
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["budget"]);
+}
+
+#[test]
+fn a_string_doubled_in_a_loop_is_stopped_while_it_grows() {
+    let text = templated(
+        "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    );
+    let started = Instant::now();
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["budget"]);
+}
+
+#[test]
+fn a_recursive_macro_is_stopped() {
+    let text = templated("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["recursion limit"]);
+}
+
+#[test]
+fn a_template_that_includes_a_file_is_refused() {
+    let text = templated("{% include '/etc/passwd' %}");
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["template not found"]);
+}
+
+#[test]
+fn a_division_by_zero_in_a_template_names_its_place() {
+    let text = templated("{{ (cluster.properties.storeId | int) // 0 }}");
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["template"]);
+}
+
+#[test]
+fn a_huge_range_in_a_template_is_refused() {
+    let text = templated("{% for i in range(1000000000) %}x{% endfor %}");
+    let line = render_fails_with(&[("workloads/web/t.yaml", text.as_bytes())]);
+    assert_prefix(&line, "error: workloads/web/t.yaml:9: cluster lab-1, ConfigMap/web/t: ");
+    assert_contains(&line, &["range has too many elements"]);
+}
+
+#[test]
+fn a_runaway_flux_template_override_is_stopped() {
+    let text =
+        "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}\n";
+    let line = render_fails_with(&[
+        ("starmap.yaml", b"deploy: {url: https://git.example.com/deploy.git}\n"),
+        ("templates/flux-sync.yaml.j2", text.as_bytes()),
+    ]);
+    assert_prefix(&line, "error: templates/flux-sync.yaml.j2:1: cluster lab-1: ");
+    assert_contains(&line, &["fuel"]);
+}
+
+#[test]
+fn an_argocd_template_override_with_too_much_output_is_stopped() {
+    // 1.1 MB in one step: within the fuel (a unit per 64 bytes), past the output cap.
+    let text = "{{ 'x' * 1100000 }}\n";
+    let line = render_fails_with(&[
+        ("starmap.yaml", b"deploy: {url: https://git.example.com/deploy.git}\n"),
+        ("templates/argocd-applicationset.yaml.j2", text.as_bytes()),
+    ]);
+    assert_prefix(&line, "error: templates/argocd-applicationset.yaml.j2:");
+    assert_contains(&line, &["output is larger than"]);
+}
+
+// Secrets (api.md §7).
+
+#[test]
+fn a_plaintext_secret_is_refused_naming_its_data() {
+    let text =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: web\ndata:\n  password: aHVudGVyMg==\n";
+    let line = render_fails_with(&[("workloads/web/secret.yaml", text.as_bytes())]);
+    assert_prefix(
+        &line,
+        "error: workloads/web/secret.yaml:6: Secret/web/db: a Secret with plaintext in data",
+    );
+    assert_contains(&line, &["encrypt it with SOPS", "allowPlaintext"]);
+}
+
+#[test]
+fn a_plaintext_secret_in_a_list_names_its_item() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a, namespace: web}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: b, namespace: web}\n  stringData:\n    token: abc\n";
+    let line = render_fails_with(&[("workloads/web/list.yaml", text.as_bytes())]);
+    assert_prefix(
+        &line,
+        "error: workloads/web/list.yaml:10: Secret/web/b: a Secret with plaintext in stringData",
+    );
+}
+
+#[test]
+fn a_customization_that_fills_a_secret_with_plaintext_is_refused() {
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: filled\n  namespace: web\n";
+    let customization = "apiVersion: starmap.dev/v1alpha1\nkind: Customization\nmetadata:\n  name: fill\nspec:\n  targets:\n  - kinds: [Secret]\n  merge:\n    stringData:\n      token: \"{{ cluster.properties.storeId }}\"\n";
+    let line = render_fails_with(&[
+        ("workloads/web/filled.yaml", secret.as_bytes()),
+        ("customizations/fill.yaml", customization.as_bytes()),
+    ]);
+    assert_prefix(
+        &line,
+        "error: workloads/web/filled.yaml:1: cluster lab-1, Secret/web/filled: ",
+    );
+    assert_contains(&line, &["customizations [\"fill\"]", "plaintext in stringData"]);
+}
+
+#[test]
+fn a_sops_secret_marked_as_a_template_is_refused() {
+    let encrypted = std::fs::read_to_string(common::data("sops/secret.enc.yaml"))
+        .unwrap()
+        .replacen(
+            "    labels:\n",
+            "    annotations:\n        starmap.dev/template: \"true\"\n    labels:\n",
+            1,
+        );
+    let line = render_fails_with(&[("workloads/web/secret.enc.yaml", encrypted.as_bytes())]);
+    assert_prefix(
+        &line,
+        "error: workloads/web/secret.enc.yaml:1: Secret/pos/db-credentials: ",
+    );
+    assert_contains(&line, &["encrypted with SOPS", "starmap.dev/template"]);
+}
+
+#[test]
+fn a_patch_that_would_change_a_sops_secret_is_refused() {
+    let encrypted = std::fs::read(common::data("sops/secret.enc.yaml")).unwrap();
+    let customization = "apiVersion: starmap.dev/v1alpha1\nkind: Customization\nmetadata:\n  name: rename\nspec:\n  targets:\n  - kinds: [Secret]\n  patches:\n  - op: replace\n    path: /metadata/labels/app\n    value: till\n";
+    let line = render_fails_with(&[
+        ("workloads/web/secret.enc.yaml", &encrypted),
+        ("customizations/rename.yaml", customization.as_bytes()),
+    ]);
+    assert_prefix(&line, "error: customizations/rename.yaml:");
+    assert_contains(
+        &line,
+        &[
+            "cluster lab-1, Secret/pos/db-credentials",
+            "customization \"rename\"",
+            "encrypted with SOPS",
+        ],
+    );
+}
+
+#[test]
+fn allow_plaintext_that_is_not_a_boolean_names_its_line() {
+    let line = render_fails_with(&[("starmap.yaml", b"ignore: []\nsecrets:\n  allowPlaintext: sometimes\n")]);
+    assert_prefix(&line, "error: starmap.yaml:3: ");
+    assert_contains(&line, &["allowPlaintext"]);
+}
+
+#[test]
+fn an_unknown_decryption_provider_names_its_line() {
+    let line = render_fails_with(&[("starmap.yaml", b"flux:\n  decryption:\n    provider: vault\n")]);
+    assert_prefix(&line, "error: starmap.yaml:3: ");
+    assert_contains(&line, &["vault", "sops"]);
+}

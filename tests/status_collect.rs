@@ -496,6 +496,50 @@ async fn dead_and_hung_clusters_do_not_hold_up_the_others() {
     drop(hung);
 }
 
+/// api.md §7: status collection never stores a Secret's data. starmap reads a Secret's
+/// metadata only (the data never reaches it), and the status it keeps is health alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_data_never_reaches_status() {
+    let Some(fleet) = Fleet::from_env() else { return };
+    let c1 = fleet.contexts[0].clone();
+    const PLAIN: &str = "s3cret-live-value-Qv19";
+    fleet.apply(
+        &c1,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: collect-secret}}\n---\napiVersion: v1\nkind: Secret\n\
+             metadata: {{name: db, namespace: collect-secret, annotations: {{note: kept}}}}\nstringData: {{password: {PLAIN}}}\n"
+        ),
+    );
+    let mut target = Target::new(
+        "edge-1",
+        vec![
+            IndexEntry::new("v1", "Secret", Some("collect-secret"), "db"),
+            IndexEntry::new("v1", "Secret", Some("collect-secret"), "absent"),
+        ],
+    );
+    target.context = c1;
+    let outcomes = collect(vec![target], &fleet.options()).await.unwrap();
+    let s = seen(&outcomes[0]);
+    assert_eq!(
+        healths(s),
+        [
+            ("Secret/db".to_string(), Health::Healthy, String::new()),
+            ("Secret/absent".to_string(), Health::Missing, String::new())
+        ]
+    );
+    assert_eq!(s.objects[0].status, None);
+    let written = serde_json::to_string(s).unwrap();
+    let encoded = base64_of(PLAIN);
+    for needle in [PLAIN, encoded.as_str()] {
+        assert!(!written.contains(needle), "{needle} in {written}");
+    }
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_targets_on_two_clusters() {
     let Some(fleet) = Fleet::from_env() else { return };

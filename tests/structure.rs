@@ -26,10 +26,11 @@ use syn::visit::Visit;
 /// ARCHITECTURE.md draws the same picture; keep them together.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no other module of the crate.
-    &["error", "time", "retry", "health", "cel"],
+    &["redact", "time", "retry", "health", "cel"],
+    &["error"],
     &["yaml"],
     // What a user writes: starmap.yaml, the spec kinds, the template language.
-    &["config", "spec", "template"],
+    &["config", "spec", "template", "secrets"],
     &["model"],
     // The deploy repo's files: their names and formats, each read and written in one place.
     &["formats"],
@@ -50,8 +51,8 @@ const LAYERS: &[&[&str]] = &[
 
 /// Modules that must do no I/O: a model in, a value out.
 const PURE: &[&str] = &[
-    "error", "retry", "health", "cel", "yaml", "config", "spec", "template", "model", "formats", "plan", "render",
-    "gitops", "rollout", "summary", "explain", "desired",
+    "redact", "error", "retry", "health", "cel", "yaml", "config", "spec", "template", "secrets", "model", "formats",
+    "plan", "render", "gitops", "rollout", "summary", "explain", "desired",
 ];
 
 /// Path prefixes that mean I/O (or a crate that does it), and identifiers that read the clock.

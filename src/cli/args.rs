@@ -13,12 +13,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
                   `plan --detailed-exitcode` meaning \"there are changes\"."
 )]
 pub struct Cli {
-    /// More logs on stderr (-v info, -vv debug, -vvv trace). STARMAP_LOG overrides.
+    /// More logs on stderr (-v info, -vv debug, -vvv trace, with the libraries' debug logs). STARMAP_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Time one run of kustomize or helm may take before it is stopped.
+    #[arg(long, global = true, env = "STARMAP_TOOL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub tool_timeout: std::time::Duration,
+    /// Time a git fetch, clone or push may wait to connect, and then for each answer.
+    #[arg(long, global = true, env = "STARMAP_GIT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub git_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }

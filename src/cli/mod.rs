@@ -1,5 +1,22 @@
 //! Command-line interface: flags (clap), one function per command, output formats.
 
+/// Print a line to stdout, scrubbed of credentials (`output::write_out`): how commands print.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_out("", true)
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(&format!($($arg)*), true)
+    };
+}
+
+/// Print to stdout without a newline, scrubbed of credentials.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(&format!($($arg)*), false)
+    };
+}
+
 mod args;
 mod check;
 mod output;
@@ -20,6 +37,9 @@ use starmap::render::{self, Renderer};
 use starmap::schema::SchemaSet;
 use starmap::{Model, Result, pipeline};
 
+/// Stack of every thread starmap starts (rayon's and tokio's): the main thread's default.
+pub const THREAD_STACK: usize = 8 << 20;
+
 pub fn run() -> Result<ExitCode> {
     // Bad flags exit 1 like any other bad input: exit code 2 means only "plan found
     // changes" (contract section 4), while clap's own default for usage errors is 2.
@@ -39,7 +59,23 @@ pub fn run() -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    // Credentials starmap may be handed through the environment: scrubbed from all output.
+    for var in [
+        "GIT_TOKEN",
+        "GIT_PASSWORD",
+        "STARMAP_OCI_PASSWORD",
+        "STARMAP_WEBHOOK_SECRET",
+    ] {
+        if let Ok(secret) = std::env::var(var) {
+            starmap::redact::remember(&secret);
+        }
+    }
     init_logging(cli.verbose, cli.log_format);
+    // Parsing recurses once per level of nesting (at most 128, `yaml`), on rayon's threads:
+    // give them the main thread's 8 MiB rather than 2 MiB, which a debug build can exhaust.
+    let _ = rayon::ThreadPoolBuilder::new().stack_size(THREAD_STACK).build_global();
+    starmap::source::tools::set_timeout(cli.tool_timeout);
+    starmap::gitstore::set_network_timeout(cli.git_timeout)?;
     match cli.command {
         Command::Render(a) => render_cmd(a),
         Command::Plan(a) => plan_cmd(a),
@@ -54,17 +90,18 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn init_logging(verbose: u8, format: LogFormat) {
+    // starmap's own logs get louder first; its libraries' only from -vvv.
     let default = match verbose {
         0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+        1 => "warn,starmap=info",
+        2 => "info,starmap=debug",
+        _ => "debug,starmap=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STARMAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},starmap={default}")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| output::Scrubbed(std::io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.without_time().try_init(),
@@ -90,6 +127,7 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         no_cache: a.no_cache,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::cli::THREAD_STACK)
         .enable_all()
         .build()
         .map_err(|e| starmap::Error::msg(format!("cannot start the async runtime: {e}")))?;
@@ -105,7 +143,7 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         a.output,
     );
     if done.remote && !a.push && done.outcome.commit.is_some() && a.output != OutputFormat::Json {
-        println!(
+        outln!(
             "note: committed in the local cache only; add --push to send it to {}",
             done.display
         );
@@ -208,13 +246,13 @@ fn health_cmd(a: args::HealthArgs) -> Result<ExitCode> {
     if a.output == OutputFormat::Json {
         output::print_json(&serde_json::Value::Array(rows));
     } else {
-        println!("{:<28} {:<40} {:<12} MESSAGE", "KIND", "NAMESPACE/NAME", "HEALTH");
+        outln!("{:<28} {:<40} {:<12} MESSAGE", "KIND", "NAMESPACE/NAME", "HEALTH");
         for r in &rows {
             let name = match r["namespace"].as_str() {
                 Some(ns) => format!("{ns}/{}", r["name"].as_str().unwrap_or("")),
                 None => r["name"].as_str().unwrap_or("").to_string(),
             };
-            println!(
+            outln!(
                 "{:<28} {:<40} {:<12} {}",
                 r["kind"].as_str().unwrap_or(""),
                 name,
@@ -274,7 +312,7 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
         }
         _ => {
             for w in &plan.warnings {
-                println!("warning: {w}");
+                outln!("warning: {w}");
             }
             if let Some(report) = &schema_report {
                 for i in &report.invalid {
@@ -287,14 +325,14 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
                     );
                 }
                 for u in &report.unchecked {
-                    println!(
+                    outln!(
                         "unchecked: no schema for {} {} ({})",
                         u.api_version,
                         u.kind,
                         output::count(u.objects, "object")
                     );
                 }
-                println!(
+                outln!(
                     "schemas: {} checked against a schema, {} invalid, {} unchecked",
                     output::count(report.checked, "object"),
                     report.invalid.len(),
@@ -302,7 +340,7 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
                 );
             }
             if invalid == 0 {
-                println!(
+                outln!(
                     "valid: {}, {}, {}, {}; {} rendered",
                     output::count(model.clusters.len(), "cluster"),
                     output::count(model.placements.len(), "placement"),

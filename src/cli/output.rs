@@ -12,7 +12,35 @@ use starmap::explain::Explanation;
 use super::args::OutputFormat;
 
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// A writer whose every write is scrubbed of credentials (`redact::scrub`) before it reaches
+/// `W`: the log writer. A log line is formatted whole and written at once, so a credential is
+/// never split between two writes.
+pub struct Scrubbed<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Scrubbed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(starmap::redact::scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Write what the CLI prints to stdout, scrubbed of credentials (`redact::scrub`): the one
+/// way the commands print (`outln!`, `out!`).
+pub fn write_out(text: &str, newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(starmap::redact::scrub(text).as_bytes());
+    if newline {
+        let _ = stdout.write_all(b"\n");
+    }
 }
 
 fn short(oid: &git2::Oid) -> String {
@@ -55,7 +83,7 @@ pub fn render_result(
         if let (Some(p), Some(oci)) = (published, &model.config.oci)
             && !p.pushed.is_empty()
         {
-            println!(
+            outln!(
                 "pushed {} artifact{} to {} (tag {})",
                 p.pushed.len(),
                 if p.pushed.len() == 1 { "" } else { "s" },
@@ -78,7 +106,7 @@ pub fn render_result(
         }));
         return;
     }
-    println!(
+    outln!(
         "rendered {} cluster{} from {} ({} re-rendered, {} unchanged inputs)",
         model.clusters.len(),
         if model.clusters.len() == 1 { "" } else { "s" },
@@ -94,17 +122,17 @@ pub fn render_result(
         if !r.message.is_empty() {
             line = format!("{line}: {}", r.message);
         }
-        println!("{line}");
+        outln!("{line}");
     }
     if outcome.changes.is_empty() {
-        println!("no changes: {deploy} branch {branch} is up to date");
+        outln!("no changes: {deploy} branch {branch} is up to date");
         pushed_artifacts(published);
         return;
     }
     match (outcome.commit, dry_run) {
-        (_, true) => println!("dry run: would commit {}", summary(&outcome.changes)),
+        (_, true) => outln!("dry run: would commit {}", summary(&outcome.changes)),
         (Some(commit), false) => {
-            println!(
+            outln!(
                 "committed {} on {} in {}: {}",
                 short(&commit),
                 branch,
@@ -112,7 +140,7 @@ pub fn render_result(
                 summary(&outcome.changes).replace(" to change", " changed")
             );
             if outcome.pushed {
-                println!("pushed {branch} to origin");
+                outln!("pushed {branch} to origin");
             }
         }
         (None, false) => {}
@@ -138,24 +166,24 @@ pub fn plan_result(
                 "warnings": warnings,
             }));
         }
-        OutputFormat::Markdown => print!("{}", markdown(changes, repo, diff, warnings)),
+        OutputFormat::Markdown => out!("{}", markdown(changes, repo, diff, warnings)),
         OutputFormat::Text => {
             for w in warnings {
-                println!("warning: {w}");
+                outln!("warning: {w}");
             }
             if changes.is_empty() {
-                println!("No changes: the deploy repo is up to date.");
+                outln!("No changes: the deploy repo is up to date.");
                 return;
             }
-            println!("Plan: {}\n", summary(changes));
+            outln!("Plan: {}\n", summary(changes));
             for r in &changes.rollouts {
-                println!("~ rollout {r}\n");
+                outln!("~ rollout {r}\n");
             }
             if changes.sync_changed {
-                println!("~ the generated Argo CD and Flux objects (argocd/, flux/) change\n");
+                outln!("~ the generated Argo CD and Flux objects (argocd/, flux/) change\n");
             }
             for c in &changes.clusters {
-                println!(
+                outln!(
                     "{} cluster {} ({} object{})",
                     sign(c.change),
                     c.cluster,
@@ -163,12 +191,12 @@ pub fn plan_result(
                     if c.objects.len() == 1 { "" } else { "s" }
                 );
                 for o in &c.objects {
-                    println!("    {} {:<50} {}", sign(o.change), o.object, o.file);
+                    outln!("    {} {:<50} {}", sign(o.change), o.object, o.file);
                 }
             }
             if diff {
-                println!();
-                print!("{}", unified_diffs(changes, repo));
+                outln!();
+                out!("{}", unified_diffs(changes, repo));
             }
         }
     }
@@ -268,43 +296,48 @@ pub fn explain_result(e: &Explanation, format: OutputFormat) {
         return;
     }
     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("cluster {}\n  labels: {}\n", e.cluster, labels.join(", "));
+    outln!("cluster {}\n  labels: {}\n", e.cluster, labels.join(", "));
     if e.placed.is_empty() {
         match &e.object {
-            Some(object) => println!("{object} is not on this cluster.\n"),
-            None => println!("Nothing is placed on this cluster.\n"),
+            Some(object) => outln!("{object} is not on this cluster.\n"),
+            None => outln!("Nothing is placed on this cluster.\n"),
         }
     }
     for p in &e.placed {
-        println!("{}  ({})", p.object, p.source);
-        println!("  file: {}", p.file);
+        outln!("{}  ({})", p.object, p.source);
+        outln!("  file: {}", p.file);
         for r in &p.placed_by {
-            println!("  placed by {}: {}", r.placement, r.clause);
-            println!("    cluster selected by {}", r.cluster_by);
+            outln!("  placed by {}: {}", r.placement, r.clause);
+            outln!("    cluster selected by {}", r.cluster_by);
         }
         if p.customizations.is_empty() {
-            println!("  no customization");
+            outln!("  no customization");
         }
         for c in &p.customizations {
-            println!("  customized by {c}:");
+            outln!("  customized by {c}:");
             for change in p.changes.iter().filter(|x| x.customization == *c) {
-                println!("    {}", change.what);
+                outln!("    {}", change.what);
             }
         }
-        println!();
+        outln!();
     }
     if !e.not_placed.is_empty() {
-        println!("Not on this cluster:");
+        outln!("Not on this cluster:");
         for n in &e.not_placed {
-            println!("  {}  ({})\n    {}", n.object, n.source, n.why);
+            outln!("  {}  ({})\n    {}", n.object, n.source, n.why);
         }
     }
     if !e.rollouts.is_empty() {
-        println!("\nRollouts:");
+        outln!("\nRollouts:");
         for r in &e.rollouts {
-            println!(
+            outln!(
                 "  {}: wave {} ({} of {}), chosen by {}\n    {}",
-                r.placement, r.wave, r.wave_number, r.waves, r.chosen_by, r.status
+                r.placement,
+                r.wave,
+                r.wave_number,
+                r.waves,
+                r.chosen_by,
+                r.status
             );
         }
     }

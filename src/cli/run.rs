@@ -14,7 +14,9 @@ use super::args::{Cli, SourceArgs, parse_duration};
 use starmap::controller::config::ConfigFile;
 use starmap::controller::leader::{LeaseSettings, default_identity};
 use starmap::controller::{self, DEFAULT_GRACE, Settings};
+use starmap::gitstore;
 use starmap::pipeline::{CollectSettings, RenderTarget};
+use starmap::source::tools;
 use starmap::{Error, Result};
 
 #[derive(Args)]
@@ -72,6 +74,10 @@ pub struct RunArgs {
     /// reads the Lease every quarter of it.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// A round running longer than this makes /healthz fail (for a liveness probe); the round
+    /// goes on. Raise it for status rounds of big fleets with many unreachable clusters.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub round_timeout: Duration,
     /// YAML file of these settings, keys in camelCase (e.g. statusInterval); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -85,7 +91,24 @@ pub fn run_cmd(a: RunArgs) -> Result<ExitCode> {
     let explicit = matches.subcommand_matches("run").map(explicit_ids).unwrap_or_default();
     let file = a.config.as_deref().map(ConfigFile::load).transpose()?;
     let settings = resolve(a, &explicit, file.as_ref(), &|name| std::env::var(name).ok())?;
+    // The global timeouts were set from their flags; the file sets those not given.
+    if let Some(file) = &file {
+        let f = &file.settings;
+        for (id, key, text) in [
+            ("tool_timeout", "toolTimeout", &f.tool_timeout),
+            ("git_timeout", "gitTimeout", &f.git_timeout),
+        ] {
+            if let Some(text) = text.as_deref().filter(|_| !explicit.contains(id)) {
+                let d = parse_duration(text).map_err(|e| file.error_at(key, e))?;
+                match id {
+                    "tool_timeout" => tools::set_timeout(d),
+                    _ => gitstore::set_network_timeout(d)?,
+                }
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::cli::THREAD_STACK)
         .enable_all()
         .build()
         .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
@@ -191,6 +214,9 @@ fn resolve(
         (None, None, Some(path)) => Some(read_secret(&path)?),
         (None, None, None) => None,
     };
+    if let Some(secret) = &webhook_secret {
+        starmap::redact::remember(&String::from_utf8_lossy(secret));
+    }
     let leader_elect = a.leader_elect || (!given("leader_elect") && f.leader_elect.unwrap_or(false));
     let lease = if leader_elect {
         let duration = duration("lease_duration", "leaseDuration", a.lease_duration, f.lease_duration)?;
@@ -224,6 +250,7 @@ fn resolve(
         webhook_secret,
         lease,
         grace: DEFAULT_GRACE,
+        round_timeout: duration("round_timeout", "roundTimeout", a.round_timeout, f.round_timeout)?,
     })
 }
 

@@ -36,6 +36,7 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
         retries: a.retries,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::cli::THREAD_STACK)
         .enable_all()
         .build()
         .map_err(|e| Error::msg(format!("cannot start the async runtime: {e}")))?;
@@ -125,9 +126,13 @@ fn print_round(
         return;
     }
     if !outcomes.is_empty() {
-        println!(
+        outln!(
             "{:<24} {:<12} {:<9} {:<8} {:>7}  NOTE",
-            "CLUSTER", "HEALTH", "APPLIED", "CURRENT", "OBJECTS"
+            "CLUSTER",
+            "HEALTH",
+            "APPLIED",
+            "CURRENT",
+            "OBJECTS"
         );
         let collected: std::collections::HashSet<&str> = outcomes.iter().map(|o| o.cluster()).collect();
         for s in round.statuses.iter().filter(|s| collected.contains(s.cluster.as_str())) {
@@ -135,7 +140,7 @@ fn print_round(
                 Some(e) => format!("stale (last seen {}): {e}", s.last_seen.as_deref().unwrap_or("never")),
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "{:<24} {:<12} {:<9} {:<8} {:>7}  {note}",
                 s.cluster,
                 if s.stale {
@@ -153,18 +158,18 @@ fn print_round(
         }
     }
     match (round.commit, dry_run) {
-        (_, true) => println!(
+        (_, true) => outln!(
             "dry run: {} status file(s) would change; nothing written",
             round.changed.len()
         ),
-        (Some(c), _) => println!(
+        (Some(c), _) => outln!(
             "committed {} to {} ({}){}",
             &c.to_string()[..12],
             branch,
             round.message.lines().next().unwrap_or(""),
             if round.pushed { ", pushed" } else { "" }
         ),
-        (None, _) => println!("no change: nothing committed"),
+        (None, _) => outln!("no change: nothing committed"),
     }
 }
 
@@ -219,14 +224,14 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
     print_rollouts(&rollouts);
     if let Some((record, behind)) = &artifacts {
         if behind.is_empty() {
-            println!(
+            outln!(
                 "ARTIFACTS: every cluster's artifact in {} is the deploy tip's\n",
                 record.repository
             );
         } else {
             let shown: Vec<&str> = behind.iter().take(10).map(String::as_str).collect();
             let more = behind.len().saturating_sub(shown.len());
-            println!(
+            outln!(
                 "ARTIFACTS: {} cluster(s) whose artifact is behind the deploy tip (the next render pushes them): {}{}\n",
                 behind.len(),
                 shown.join(", "),
@@ -239,21 +244,22 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         }
     }
     if state.statuses.is_empty() {
-        println!(
+        outln!(
             "no status in {} (branch {}): run `starmap status collect`",
-            deploy.display, branches.status.branch
+            deploy.display,
+            branches.status.branch
         );
         return Ok(ExitCode::SUCCESS);
     }
     let healths = ["Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"];
-    print!("{:<28} {:>8} {:>8} {:>6}", "PLACEMENT", "CLUSTERS", "CURRENT", "STALE");
+    out!("{:<28} {:>8} {:>8} {:>6}", "PLACEMENT", "CLUSTERS", "CURRENT", "STALE");
     for h in healths {
-        print!(" {:>11}", h.to_uppercase());
+        out!(" {:>11}", h.to_uppercase());
     }
-    println!();
+    outln!();
     for p in &placements {
         let n = |v: &Value| v.as_u64().unwrap_or(0);
-        print!(
+        out!(
             "{:<28} {:>8} {:>8} {:>6}",
             p["placement"].as_str().unwrap_or("?"),
             n(&p["clusters"]),
@@ -261,9 +267,9 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             n(&p["stale"])
         );
         for h in healths {
-            print!(" {:>11}", n(&p["health"][h]));
+            out!(" {:>11}", n(&p["health"][h]));
         }
-        println!();
+        outln!();
     }
     let worst_clusters: Vec<&&ClusterStatus> = clusters
         .iter()
@@ -271,12 +277,12 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         .take(a.worst)
         .collect();
     if worst_clusters.is_empty() {
-        println!("\nall {} clusters Healthy", state.statuses.len());
+        outln!("\nall {} clusters Healthy", state.statuses.len());
     } else {
-        println!("\nworst clusters:");
+        outln!("\nworst clusters:");
         for s in worst_clusters {
             let line = cluster_line(s);
-            println!(
+            outln!(
                 "  {:<24} {:<12} {}",
                 s.cluster,
                 line["health"].as_str().unwrap_or(""),
@@ -320,10 +326,10 @@ fn print_rollouts(rollouts: &BTreeMap<String, starmap::rollout::State>) {
     if rollouts.is_empty() {
         return;
     }
-    println!("{:<28} {:<12} {:>6}  MESSAGE", "ROLLOUT", "PHASE", "WAVES");
+    outln!("{:<28} {:<12} {:>6}  MESSAGE", "ROLLOUT", "PHASE", "WAVES");
     for r in rollouts.values() {
         let open: Vec<&str> = r.waves.iter().filter(|w| w.open).map(|w| w.name.as_str()).collect();
-        println!(
+        outln!(
             "{:<28} {:<12} {:>6}  {}",
             r.placement,
             r.phase.to_string(),
@@ -335,5 +341,5 @@ fn print_rollouts(rollouts: &BTreeMap<String, starmap::rollout::State>) {
             }
         );
     }
-    println!();
+    outln!();
 }

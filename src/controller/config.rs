@@ -35,6 +35,12 @@ pub struct FileSettings {
     pub lease_namespace: Option<String>,
     #[serde(default, deserialize_with = "duration_text")]
     pub lease_duration: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub round_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub tool_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub git_timeout: Option<String>,
 }
 
 /// A duration as written: a string, or a whole number of seconds (`statusInterval: 0`).

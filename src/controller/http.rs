@@ -24,6 +24,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: ones
         .route("/readyz", get(readyz))
         .route("/webhook", post(hook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .layer(axum::middleware::map_response(scrubbed))
         .with_state(shared);
     let stopped = async {
         let _ = stop.await;
@@ -33,13 +34,31 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: ones
     }
 }
 
+/// Every response, scrubbed of credentials (`redact::scrub`): the HTTP chokepoint.
+async fn scrubbed(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let clean = crate::redact::scrub(&text).into_owned();
+            Response::from_parts(parts, axum::body::Body::from(clean))
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::empty()),
+    }
+}
+
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let (text, content_type) = shared.metrics.encode();
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Alive unless a round is stuck past its deadline (`--round-timeout`): a liveness probe on
+/// this restarts a controller whose round hangs.
+async fn healthz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match shared.liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {

@@ -51,7 +51,14 @@ pub struct Settings {
     pub lease: Option<LeaseSettings>,
     /// How long a round in flight may run after SIGTERM.
     pub grace: Duration,
+    /// A round running longer than this makes `/healthz` fail (a liveness probe then restarts
+    /// the process); the round itself is not abandoned.
+    pub round_timeout: Duration,
 }
+
+/// Default of `--round-timeout`: far above a 10,000-cluster render (about 15 s), room for a
+/// status round through many unreachable clusters.
+pub const DEFAULT_ROUND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Default grace period: under Kubernetes' default 30 s between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
@@ -69,6 +76,42 @@ struct Shared {
     relay: Option<Arc<Relay>>,
     /// The model of the last successful load, for status rounds.
     model: watch::Sender<Option<Arc<Model>>>,
+    /// When the round of each loop in flight started (`/healthz`).
+    in_flight: Mutex<RoundsInFlight>,
+}
+
+/// The rounds running now, for `/healthz`.
+#[derive(Default)]
+struct RoundsInFlight {
+    render: Option<Instant>,
+    status: Option<Instant>,
+    deadline: Duration,
+}
+
+impl RoundsInFlight {
+    fn slot(&mut self, which: metrics::Loop) -> &mut Option<Instant> {
+        match which {
+            metrics::Loop::Render => &mut self.render,
+            metrics::Loop::Status => &mut self.status,
+        }
+    }
+
+    /// `Err(why)` when a round has run past its deadline.
+    fn verdict(&self, now: Instant) -> std::result::Result<(), String> {
+        for (name, started) in [("render", self.render), ("status", self.status)] {
+            if let Some(started) = started {
+                let running = now.saturating_duration_since(started);
+                if running > self.deadline {
+                    return Err(format!(
+                        "the {name} round has run for {}, past its deadline of {} (--round-timeout)",
+                        crate::time::human(Duration::from_secs(running.as_secs())),
+                        crate::time::human(self.deadline)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What `/readyz` answers from.
@@ -197,6 +240,20 @@ impl Shared {
     fn readiness(&self) -> std::result::Result<String, String> {
         self.lock().verdict(Instant::now())
     }
+
+    fn rounds(&self) -> std::sync::MutexGuard<'_, RoundsInFlight> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A round of `which` starts (`Some(now)`) or ends (`None`).
+    fn round_running(&self, which: metrics::Loop, since: Option<Instant>) {
+        *self.rounds().slot(which) = since;
+    }
+
+    /// `/healthz`: `Err(why)` when a round is stuck past its deadline.
+    fn liveness(&self) -> std::result::Result<(), String> {
+        self.rounds().verdict(Instant::now())
+    }
 }
 
 /// SIGTERM and SIGINT, listened to from the start so that a signal is never missed.
@@ -258,6 +315,10 @@ pub async fn run(settings: Settings) -> Result<()> {
         webhook_secret: settings.webhook_secret.clone(),
         relay: relay.clone(),
         model: watch::Sender::new(None),
+        in_flight: Mutex::new(RoundsInFlight {
+            deadline: settings.round_timeout,
+            ..RoundsInFlight::default()
+        }),
     });
     let (http_stop, http_stop_rx) = oneshot::channel();
     let server = tokio::spawn(http::serve(listener, shared.clone(), http_stop_rx));
@@ -380,7 +441,26 @@ mod tests {
             webhook_secret: None,
             relay: None,
             model: watch::Sender::new(None),
+            in_flight: Mutex::new(RoundsInFlight {
+                deadline: Duration::from_secs(60),
+                ..RoundsInFlight::default()
+            }),
         }
+    }
+
+    #[test]
+    fn a_round_past_its_deadline_fails_liveness_until_it_ends() {
+        let s = shared(false);
+        let t0 = Instant::now();
+        assert_eq!(s.rounds().verdict(t0), Ok(()));
+        s.round_running(metrics::Loop::Status, Some(t0));
+        assert_eq!(s.rounds().verdict(t0 + Duration::from_secs(60)), Ok(()));
+        assert_eq!(
+            s.rounds().verdict(t0 + Duration::from_secs(90)),
+            Err("the status round has run for 1m30s, past its deadline of 1m (--round-timeout)".into())
+        );
+        s.round_running(metrics::Loop::Status, None);
+        assert_eq!(s.rounds().verdict(t0 + Duration::from_secs(90)), Ok(()));
     }
 
     #[test]

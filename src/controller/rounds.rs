@@ -56,12 +56,14 @@ async fn render_round(settings: &Settings, shared: &Shared, warned: &mut Vec<Str
         settings.target.clone(),
     );
     let runtime = tokio::runtime::Handle::current();
+    shared.round_running(Loop::Render, Some(started));
     let joined = tokio::task::spawn_blocking(move || {
         let (model, plan) = pipeline::load(&source, inventory.as_deref())?;
         let rendered = pipeline::render(&model, &plan, &target, &runtime);
         Ok::<_, Error>((Arc::new(model), plan.warnings, rendered))
     })
     .await;
+    shared.round_running(Loop::Render, None);
     let rendered = match joined {
         Ok(Ok((model, warnings, rendered))) => {
             // Plan warnings once per change, not every interval.
@@ -142,8 +144,10 @@ async fn status_round(settings: &Settings, shared: &Shared, model: Arc<crate::Mo
     let started = Instant::now();
     let (target, collect) = (settings.target.clone(), settings.collect.clone());
     let runtime = tokio::runtime::Handle::current();
+    shared.round_running(Loop::Status, Some(started));
     let joined =
         tokio::task::spawn_blocking(move || pipeline::collect_status(&model, &target, &collect, &runtime)).await;
+    shared.round_running(Loop::Status, None);
     let collected = joined.unwrap_or_else(|e| Err(Error::msg(format!("the status round stopped: {e}"))));
     let took = started.elapsed();
     match collected {

@@ -7,8 +7,14 @@
 //! `_` never appears in a kind, a group, a namespace or an encoded name, so two objects
 //! share a file only if their kinds differ in case alone; the renderer reports that as an
 //! error rather than overwrite one with the other.
+//!
+//! A file name longer than 255 bytes (a CRD's 253-character name after its kind and group, or
+//! a name with many encoded characters) keeps its first bytes and ends in `~` and 16 hex
+//! digits of the SHA-256 of the whole name: `~` is never in an encoded name, so a shortened
+//! name cannot equal an unshortened one.
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::model::ObjectId;
 use crate::yaml;
@@ -29,7 +35,23 @@ pub fn object_file(id: &ObjectId) -> String {
     } else {
         format!("{kind}.{}", encode(&id.group))
     };
-    format!("{dir}/{}_{}.yaml", encode(&kind), encode(&id.name))
+    let stem = format!("{}_{}", encode(&kind), encode(&id.name));
+    format!("{dir}/{}.yaml", fit_file_name(stem))
+}
+
+/// The longest file name starmap writes (ext4, XFS, APFS and NTFS take 255 bytes).
+const MAX_FILE_NAME: usize = crate::spec::MAX_FILE_NAME;
+
+/// `stem` if `<stem>.yaml` fits in a file name, else its start, `~` and a hash of all of it.
+fn fit_file_name(stem: String) -> String {
+    const SUFFIX: usize = ".yaml".len();
+    if stem.len() + SUFFIX <= MAX_FILE_NAME {
+        return stem;
+    }
+    let hash = hex::encode(&Sha256::digest(stem.as_bytes())[..8]);
+    // The stem is ASCII (encoded), so any byte is a character boundary.
+    let keep = MAX_FILE_NAME - SUFFIX - 1 - hash.len();
+    format!("{}~{hash}", &stem[..keep])
 }
 
 fn encode(s: &str) -> String {
@@ -96,5 +118,24 @@ mod tests {
         );
         assert_eq!(encode(".."), "%2E%2E");
         assert_eq!(encode("A_b/c"), "%41%5Fb%2Fc");
+    }
+
+    #[test]
+    fn long_names_are_shortened_to_distinct_file_names() {
+        let crd = |name: &str| id("apiextensions.k8s.io", "CustomResourceDefinition", None, name);
+        let long = format!("{}.example.com", "a".repeat(241));
+        assert_eq!(long.len(), 253);
+        let file = object_file(&crd(&long));
+        let base = file.strip_prefix("_cluster/").unwrap();
+        assert_eq!(base.len(), 255, "{file}");
+        assert!(base.ends_with(".yaml") && base.contains('~'), "{file}");
+        let other = object_file(&crd(&format!("{}.example.org", "a".repeat(241))));
+        assert_ne!(file, other, "names that differ only past the cut differ by their hash");
+        // Upper case triples in the encoding.
+        let upper = object_file(&id("rbac.authorization.k8s.io", "Role", Some("ns"), &"A".repeat(200)));
+        assert_eq!(upper.strip_prefix("ns/").unwrap().len(), 255);
+        // What fits is left alone.
+        let fits = object_file(&crd(&"a".repeat(200)));
+        assert!(!fits.contains('~'), "{fits}");
     }
 }

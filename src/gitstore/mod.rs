@@ -16,6 +16,23 @@ pub use remote::{RepoSpec, is_url};
 pub use repo::{Committed, DeployRepo, Proposal, Tip};
 pub use tree::{Change, entries_at, entry_at, list_blobs, overlay};
 
+/// The default of `--git-timeout`.
+pub const DEFAULT_NETWORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a fetch, clone or push may wait to connect, and then for each answer of the
+/// server (libgit2's HTTP and SSH transports; process-wide, the CLI sets it once). A remote
+/// that accepts and never answers fails after this, instead of hanging a render or a round.
+pub fn set_network_timeout(timeout: std::time::Duration) -> crate::error::Result<()> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: libgit2 global options, set before any git operation starts (the CLI calls this
+    // first thing); they are plain integers.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)?;
+        git2::opts::set_server_timeout_in_milliseconds(ms)?;
+    }
+    Ok(())
+}
+
 /// libgit2's errors, said as a user reads them.
 impl From<git2::Error> for crate::error::Error {
     fn from(e: git2::Error) -> Self {

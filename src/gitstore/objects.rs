@@ -144,8 +144,19 @@ impl ObjectSet {
     }
 
     /// Store the objects the repository does not have yet, as one pack. Returns how many
-    /// were written.
+    /// were written. The last guard of `redact`: an object that holds a credential this
+    /// process knows is refused, and nothing is written.
     pub fn write(self, repo: &git2::Repository) -> Result<usize> {
+        if let Some((kind, _, oid)) = self
+            .objects
+            .iter()
+            .find(|(_, data, _)| crate::redact::holds_secret(data))
+        {
+            return Err(Error::msg(format!(
+                "internal error: a credential reached the {} {oid} about to be written to the deploy repo; nothing was written (please report this)",
+                kind.str()
+            )));
+        }
         let odb = repo.odb()?;
         let missing: Vec<_> = self
             .objects

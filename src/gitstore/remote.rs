@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 /// A repository location with an optional ref: `PATH`, `URL`, `PATH@REF`, `URL@REF`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoSpec {
+    /// As typed, credentials included: for the git client only.
     pub location: String,
+    /// Without credentials (`redact::Url`): for every message, file and commit.
+    pub shown: String,
     pub reference: Option<String>,
     pub is_url: bool,
 }
@@ -16,23 +19,31 @@ pub struct RepoSpec {
 impl RepoSpec {
     /// A path that exists is taken whole (even with an `@` in it). Otherwise the part after
     /// the last `@` is a ref when it could be one: refs never contain `:`, while the `@` in
-    /// `git@host:org/repo` is followed by one.
+    /// `git@host:org/repo` is followed by one, and the `@` of a URL's userinfo
+    /// (`https://user:token@host/repo.git@v1`) comes before its path.
     pub fn parse(spec: &str) -> RepoSpec {
         if Path::new(spec).exists() {
             return RepoSpec {
                 location: spec.into(),
+                shown: spec.into(),
                 reference: None,
                 is_url: false,
             };
         }
-        let (location, reference) = match spec.rsplit_once('@') {
-            Some((loc, r)) if !loc.is_empty() && !r.is_empty() && !r.contains(':') => {
-                (loc.to_string(), Some(r.to_string()))
+        // Where a ref's `@` may be: after the authority of a `scheme://` URL.
+        let after_authority = match spec.find("://") {
+            Some(i) => i + 3 + spec[i + 3..].find('/').unwrap_or(spec.len() - i - 3),
+            None => 0,
+        };
+        let (location, reference) = match spec[after_authority..].rfind('@').map(|i| i + after_authority) {
+            Some(at) if at > 0 && at + 1 < spec.len() && !spec[at + 1..].contains(':') => {
+                (spec[..at].to_string(), Some(spec[at + 1..].to_string()))
             }
             _ => (spec.to_string(), None),
         };
         let is_url = is_url(&location);
         RepoSpec {
+            shown: crate::redact::shown(&location),
             location,
             reference,
             is_url,
@@ -48,19 +59,6 @@ pub fn is_url(s: &str) -> bool {
     match (s.find('@'), s.find(':'), s.find('/')) {
         (Some(at), Some(colon), slash) => at < colon && slash.is_none_or(|sl| colon < sl),
         _ => false,
-    }
-}
-
-/// A URL without its userinfo (`https://user:token@host/x` → `https://host/x`), for places
-/// anyone can read: annotations, messages.
-pub fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 
@@ -95,8 +93,13 @@ pub fn cache_key(url: &str) -> String {
     format!("{tail}-{}", &hex::encode(digest)[..16])
 }
 
-/// Credentials for remotes: `GIT_USERNAME`/`GIT_PASSWORD` (or `GIT_TOKEN`) from the
-/// environment, an ssh agent, then git's own credential helpers.
+/// The credentials typed into remote URLs, by the URL without them.
+type UrlCredentials = std::collections::HashMap<String, (String, Option<String>)>;
+static URL_CREDENTIALS: std::sync::LazyLock<std::sync::Mutex<UrlCredentials>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Credentials for remotes: those typed into the URL, `GIT_USERNAME`/`GIT_PASSWORD` (or
+/// `GIT_TOKEN`) from the environment, an ssh agent, then git's own credential helpers.
 pub fn remote_callbacks<'a>() -> git2::RemoteCallbacks<'a> {
     let mut callbacks = git2::RemoteCallbacks::new();
     let mut tries = 0;
@@ -106,6 +109,20 @@ pub fn remote_callbacks<'a>() -> git2::RemoteCallbacks<'a> {
             return Err(git2::Error::from_str("authentication failed"));
         }
         if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            // Credentials typed into the URL itself (`https://user:token@host/…`).
+            let typed = URL_CREDENTIALS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(url)
+                .cloned();
+            if let Some((user, password)) = typed.or_else(|| crate::redact::Url::new(url).userinfo()) {
+                let (user, password) = match password {
+                    Some(p) => (user, p),
+                    // A lone token as the user name (GitHub's form).
+                    None => ("x-access-token".to_string(), user),
+                };
+                return git2::Cred::userpass_plaintext(&user, &password);
+            }
             let user = std::env::var("GIT_USERNAME").ok();
             let secret = std::env::var("GIT_PASSWORD")
                 .or_else(|_| std::env::var("GIT_TOKEN"))
@@ -132,7 +149,19 @@ pub fn remote_callbacks<'a>() -> git2::RemoteCallbacks<'a> {
 }
 
 /// Open (or create) a bare cache clone of `url` with remote `origin`.
+///
+/// Credentials typed into the URL stay in memory: the clone's `origin` is the URL without them
+/// (nothing on disk holds them), and [`remote_callbacks`] answers the server's challenge with
+/// them.
 pub fn open_cache_clone(url: &str, kind: &str) -> Result<git2::Repository> {
+    let typed = crate::redact::Url::new(url);
+    if let Some(userinfo) = typed.userinfo() {
+        URL_CREDENTIALS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(typed.shown().to_string(), userinfo);
+    }
+    let url = typed.shown();
     let dir = cache_dir().join(kind).join(cache_key(url));
     let repo = match git2::Repository::open_bare(&dir) {
         Ok(repo) => repo,
@@ -160,7 +189,7 @@ pub fn fetch(repo: &git2::Repository, refspecs: &[&str]) -> Result<()> {
     remote.fetch(refspecs, Some(&mut options), None).map_err(|e| {
         Error::msg(format!(
             "cannot fetch {}: {}",
-            remote.url().unwrap_or("origin"),
+            crate::redact::shown(remote.url().unwrap_or("origin")),
             e.message()
         ))
     })
@@ -183,16 +212,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn userinfo_is_dropped() {
+    fn urls_with_userinfo_and_a_ref() {
+        let s = RepoSpec::parse("https://ci-bot:TOKEN-1234@git.example.com/fleet.git@v1");
         assert_eq!(
-            without_userinfo("https://ci:t0ken@git.example.com/fleet.git"),
-            "https://git.example.com/fleet.git"
+            (s.location.as_str(), s.shown.as_str(), s.reference.as_deref(), s.is_url),
+            (
+                "https://ci-bot:TOKEN-1234@git.example.com/fleet.git",
+                "https://git.example.com/fleet.git",
+                Some("v1"),
+                true
+            )
         );
+        let s = RepoSpec::parse("https://ci-bot:TOKEN-1234@git.example.com/fleet.git");
         assert_eq!(
-            without_userinfo("https://git.example.com/a@b"),
-            "https://git.example.com/a@b"
+            (s.location.as_str(), s.reference.as_deref()),
+            ("https://ci-bot:TOKEN-1234@git.example.com/fleet.git", None),
+            "the userinfo's @ is no ref"
         );
-        assert_eq!(without_userinfo("/srv/deploy"), "/srv/deploy");
+        let s = RepoSpec::parse("https://TOKEN-ONLY-12345@git.example.com/fleet.git@main");
+        assert_eq!(
+            (s.shown.as_str(), s.reference.as_deref()),
+            ("https://git.example.com/fleet.git", Some("main"))
+        );
     }
 
     #[test]

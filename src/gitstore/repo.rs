@@ -35,6 +35,7 @@ impl DeployRepo {
     /// `git init`; a URL is cloned (bare) into the cache and fetched.
     pub fn open(spec: &str, branch: &str, push: bool, create: bool) -> Result<DeployRepo> {
         let parsed = RepoSpec::parse(spec);
+        let spec = parsed.shown.as_str();
         if parsed.reference.is_some() {
             return Err(Error::msg(format!(
                 "--deploy {spec}: give the branch with --branch, not @REF"
@@ -153,8 +154,14 @@ impl DeployRepo {
         }
     }
 
-    /// Write a commit object for `tree` on `parent` (the tree's objects must be stored).
+    /// Write a commit object for `tree` on `parent` (the tree's objects must be stored). A
+    /// message that holds a credential this process knows is refused (`redact`).
     pub fn commit_object(&self, tree: Oid, parent: Option<Oid>, message: &str) -> Result<Oid> {
+        if crate::redact::holds_secret(message.as_bytes()) {
+            return Err(Error::msg(
+                "internal error: a credential reached a commit message; nothing was committed (please report this)",
+            ));
+        }
         let tree = self.repo.find_tree(tree)?;
         let author = signature(&self.repo, "AUTHOR")?;
         let committer = signature(&self.repo, "COMMITTER")?;
@@ -215,9 +222,7 @@ impl DeployRepo {
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
         let refspec = format!("{0}:{0}", self.local_ref());
-        if let Some(hook) = std::env::var_os(TEST_HOOK_BEFORE_PUSH) {
-            run_test_hook(&hook);
-        }
+        before_push_test_hook();
         match remote.push(&[&refspec], Some(&mut options)) {
             Ok(()) => {}
             // libgit2's local and smart transports report a moved branch in two ways.
@@ -352,7 +357,14 @@ impl DeployRepo {
                 None
             };
             let Some(race) = raced else {
-                self.update_work_tree(commit)?;
+                // The commit is the result: a work tree that cannot follow (a full disk) is
+                // worth a warning, not a failure after the branch moved.
+                if let Err(e) = self.update_work_tree(commit) {
+                    tracing::warn!(
+                        "committed {commit} on branch {}, but the work tree was not updated: {e} (`git reset --hard` in it brings it up to date)",
+                        self.branch
+                    );
+                }
                 return Ok(Committed {
                     value,
                     commit: Some(commit),
@@ -403,9 +415,7 @@ impl DeployRepo {
             .map_err(|e| Error::msg(format!("push to {}: {}", self.display, e.message())))?;
         let new = self.repo.refname_to_id(&self.local_ref())?;
         let based_on = self.repo.refname_to_id(&self.remote_ref()).ok();
-        if let Some(hook) = std::env::var_os(TEST_HOOK_BEFORE_PUSH) {
-            run_test_hook(&hook);
-        }
+        before_push_test_hook();
         let mut walk = self.repo.revwalk()?;
         walk.push(new)?;
         if let Some(old) = based_on {
@@ -452,13 +462,20 @@ fn local_remote_path(url: &str) -> Option<PathBuf> {
 }
 
 /// Test seam: a command run just before each push, so a test can make a second writer
-/// push in between (a real push to a real bare repository). Not for production use.
+/// push in between (a real push to a real bare repository). Debug builds only: a release
+/// binary never runs a shell command named by its environment.
 pub const TEST_HOOK_BEFORE_PUSH: &str = "STARMAP_TEST_HOOK_BEFORE_PUSH";
 
-fn run_test_hook(hook: &std::ffi::OsStr) {
-    let status = std::process::Command::new("sh").arg("-c").arg(hook).status();
-    tracing::debug!(?status, "ran {TEST_HOOK_BEFORE_PUSH}");
+#[cfg(debug_assertions)]
+fn before_push_test_hook() {
+    if let Some(hook) = std::env::var_os(TEST_HOOK_BEFORE_PUSH) {
+        let status = std::process::Command::new("sh").arg("-c").arg(&hook).status();
+        tracing::debug!(?status, "ran {TEST_HOOK_BEFORE_PUSH}");
+    }
 }
+
+#[cfg(not(debug_assertions))]
+fn before_push_test_hook() {}
 
 fn is_non_fast_forward(e: &git2::Error) -> bool {
     e.code() == git2::ErrorCode::NotFastForward

@@ -83,7 +83,14 @@ impl Registry {
         };
         let (chunked, client) = (client(false)?, client(true)?);
         let auth = match credentials(&registry)? {
-            Some((user, password)) => RegistryAuth::Basic(user, password),
+            Some((user, password)) => {
+                use base64::Engine;
+                crate::redact::remember(&password);
+                // As a basic Authorization header carries them.
+                let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                crate::redact::remember(&basic);
+                RegistryAuth::Basic(user, password)
+            }
             None => RegistryAuth::Anonymous,
         };
         Ok(Registry {

@@ -21,6 +21,9 @@ pub use normalize::normalize;
 /// directories are rendered again.
 const RENDER_FORMAT: &str = "starmap-render-1";
 
+/// The largest object starmap writes: the API server refuses request bodies over 3 MiB.
+pub const MAX_OBJECT_BYTES: usize = 3 << 20;
+
 /// The rendered directory of one cluster.
 #[derive(Debug, Clone)]
 pub struct RenderedCluster {
@@ -246,8 +249,40 @@ impl<'m> Renderer<'m> {
                     }
                 }
             }
+            if w.sops && object != w.object {
+                return Err(fail(
+                    at(&[Step::Key("spec")]),
+                    "would change this object, which is encrypted with SOPS: SOPS signs every value, so Flux \
+                     could no longer decrypt it (leave it out of the customization's targets, or change it \
+                     before encrypting it)"
+                        .to_string(),
+                ));
+            }
         }
-        normalize(&mut object);
+        if w.sops {
+            // Written exactly as it came: key order and values are SOPS's.
+        } else {
+            normalize(&mut object);
+            if !model.config.secrets.allow_plaintext
+                && let Some(field) = crate::secrets::plaintext_field(&object)
+            {
+                // The source's own plaintext Secrets were refused while loading: this one was
+                // made by its customizations.
+                let names: Vec<&str> = placed
+                    .customizations
+                    .iter()
+                    .map(|&c| model.customizations[c].name.as_str())
+                    .collect();
+                return Err(Error::at(
+                    w.source.clone(),
+                    format!(
+                        "customizations {names:?} make this a Secret with plaintext in {field}: {}",
+                        crate::secrets::PLAINTEXT_HINT
+                    ),
+                )
+                .with_object(w.id.to_string()));
+            }
+        }
         let Some(id) = ObjectId::of(&object) else {
             return Err(Error::at(
                 w.source.clone(),
@@ -255,10 +290,27 @@ impl<'m> Renderer<'m> {
             )
             .with_object(w.id.to_string()));
         };
+        if id != w.id
+            && let Err((_, e)) = crate::spec::validate_k8s_name(&id.name, id.namespace.as_deref())
+        {
+            return Err(Error::at(w.source.clone(), format!("after customization: {e}")).with_object(w.id.to_string()));
+        }
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+        let content = yaml::to_yaml_string(&object);
+        if content.len() > MAX_OBJECT_BYTES {
+            return Err(Error::at(
+                w.source.clone(),
+                format!(
+                    "the rendered object is {:.1} MiB; the Kubernetes API server takes at most {} MiB per request",
+                    content.len() as f64 / (1 << 20) as f64,
+                    MAX_OBJECT_BYTES >> 20
+                ),
+            )
+            .with_object(w.id.to_string()));
+        }
         Ok(RenderedObject {
             file: files::object_file(&id),
-            content: yaml::to_yaml_string(&object),
+            content,
             api_version,
             id,
             workload: Some(placed.workload),

@@ -25,6 +25,9 @@ pub fn normalize(object: &mut Value) {
     for field in SERVER_FIELDS {
         meta.shift_remove(field);
     }
+    if meta.get("namespace").is_some_and(|ns| ns.as_str() == Some("")) {
+        meta.shift_remove("namespace");
+    }
     if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
         let before = annotations.len();
         for a in DROPPED_ANNOTATIONS {

@@ -340,6 +340,17 @@ impl SchemaSet {
                 ))]);
             }
         };
+        // A SOPS-encrypted object reaches the API server decrypted and without its `sops:`
+        // metadata (Flux removes it): validate what will be applied.
+        let without_sops;
+        let object = if crate::secrets::is_sops_encrypted(object) {
+            let mut copy = fields.clone();
+            copy.shift_remove("sops");
+            without_sops = Value::Object(copy);
+            &without_sops
+        } else {
+            object
+        };
         let mut errors: Vec<(String, String)> = validator
             .iter_errors(object)
             .take(MAX_COLLECTED)

@@ -202,7 +202,7 @@ impl Chart {
                 docs.into_iter()
                     .filter(|d| !d.value.is_null())
                     .map(|doc| {
-                        let mut w = super::load::workload(doc, dir_path(&self.dir), 0, &[])?;
+                        let mut w = super::load::workload(doc.value, doc.lines, dir_path(&self.dir), 0)?;
                         w.only_clusters = Some(mask.clone());
                         Ok(w)
                     })

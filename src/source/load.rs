@@ -12,6 +12,7 @@ use super::tree::SourceTree;
 use crate::config::{self, CONFIG_FILE, Config, TEMPLATES_DIR};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Customization, Model, ObjectId, Placement, SourceInfo, TemplateOverride, Workload};
+use crate::secrets;
 use crate::spec::{
     self, API_VERSION, CLUSTER_NAME_LABEL, ClusterDoc, CustomizationDoc, LabelSelector, PlacementDoc, StatusSummary,
     StatusSummaryDoc, TEMPLATE_ANNOTATION,
@@ -28,6 +29,9 @@ pub enum Inventory {
 
 /// Read, parse and validate a source (and inventory) into a model.
 pub fn load_model(source: &SourceTree, inventory: &Inventory) -> Result<Model> {
+    if let Some((_, e)) = source.unreadable.iter().find(|(path, _)| path == CONFIG_FILE) {
+        return Err(e.clone());
+    }
     let config = match source.file(CONFIG_FILE) {
         Some(file) => Config::parse(&file.text, &source.display_path(CONFIG_FILE))?,
         None => Config::default(),
@@ -118,6 +122,14 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
             },
         );
     }
+    // A file that could not be read is an error where it would have been used.
+    if let Some((_, e)) = tree
+        .unreadable
+        .iter()
+        .find(|(path, _)| ignore.is_none_or(|i| !is_ignored(i, path)))
+    {
+        return Err(e.clone());
+    }
     let files: Vec<_> = tree
         .files
         .iter()
@@ -136,7 +148,7 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
         let checkout = tree.checkout()?;
         for (dir, docs) in build_kustomize(tree, &checkout, &tool_dirs.kustomize)? {
             for doc in docs.into_iter().filter(|d| !d.value.is_null()) {
-                parts.workloads.push(workload(doc, &dir, 0, &[])?);
+                parts.workloads.push(workload(doc.value, doc.lines, &dir, 0)?);
             }
         }
         for dir in &tool_dirs.charts {
@@ -253,12 +265,8 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         for (i, item) in items.iter().enumerate() {
             let item_path = [Step::Key("items"), Step::Index(i)];
             let line = doc.lines.line_at(&item_path);
-            let item_doc = Doc {
-                value: item.clone(),
-                lines: doc.lines.clone(),
-            };
-            let workload = workload(item_doc, path, line, &item_path)?;
-            parts.workloads.push(workload);
+            let lines = doc.lines.subtree(&item_path).unwrap_or_default();
+            parts.workloads.push(workload(item.clone(), lines, path, line)?);
         }
         return Ok(());
     }
@@ -272,20 +280,13 @@ fn classify(doc: Doc, path: &str, inventory_only: bool, parts: &mut Parts) -> Re
         ));
         return Ok(());
     }
-    parts.workloads.push(workload(doc, path, line, &[])?);
+    parts.workloads.push(workload(doc.value, doc.lines, path, line)?);
     Ok(())
 }
 
-pub(super) fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Result<Workload> {
+/// One object of the source: `value` with the `lines` of its own nodes, at `path:line`.
+pub(super) fn workload(value: Value, lines: LineTree, path: &str, line: u32) -> Result<Workload> {
     let location = Location::new(path, line);
-    let mut value = doc.value;
-    for step in at {
-        value = match (value, step) {
-            (Value::Array(mut a), Step::Index(i)) => a.swap_remove(*i),
-            (Value::Object(mut m), Step::Key(k)) => m.remove(*k).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-    }
     if !value.is_object()
         || value.get("kind").and_then(Value::as_str).is_none()
         || value.get("apiVersion").and_then(Value::as_str).is_none()
@@ -296,8 +297,22 @@ pub(super) fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Resu
         ));
     }
     let Some(id) = ObjectId::of(&value) else {
-        return Err(Error::at(location, "object has no `metadata.name`"));
+        let name = value.pointer("/metadata/name");
+        let message = match name {
+            Some(name) if !name.is_string() => format!("`metadata.name` must be a string, not {}", type_name(name)),
+            _ => "object has no `metadata.name`".to_string(),
+        };
+        return Err(Error::at(location, message));
     };
+    if let Some(ns) = value.pointer("/metadata/namespace")
+        && !ns.is_string()
+        && !ns.is_null()
+    {
+        return Err(Error::at(
+            location,
+            format!("`metadata.namespace` must be a string, not {}", type_name(ns)),
+        ));
+    }
     let annotation = value
         .pointer(&format!(
             "/metadata/annotations/{}",
@@ -315,10 +330,31 @@ pub(super) fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Resu
             ));
         }
     };
-    // Keep only the subtree of lines that belongs to this object.
-    let mut lines = doc.lines;
-    if !at.is_empty() {
-        lines = lines.subtree(at).unwrap_or_default();
+    // A templated name or namespace is checked once rendered, per cluster.
+    let is_template = |field: &str| {
+        let text = if field == "name" {
+            Some(&id.name)
+        } else {
+            id.namespace.as_ref()
+        };
+        templated && text.is_some_and(|t| crate::template::is_template(t))
+    };
+    if let Err((field, e)) = spec::validate_k8s_name(&id.name, id.namespace.as_deref())
+        && !is_template(field)
+    {
+        let line = lines.line_at(&[Step::Key("metadata"), Step::Key(field)]).max(line);
+        return Err(Error::at(Location::new(path, line), e).with_object(id.to_string()));
+    }
+    let sops = secrets::is_sops_encrypted(&value);
+    if sops && templated {
+        return Err(Error::at(
+            location,
+            format!(
+                "encrypted with SOPS and annotated {TEMPLATE_ANNOTATION}: SOPS signs every value, so starmap \
+                 writes it exactly as it is (template the file before encrypting it)"
+            ),
+        )
+        .with_object(id.to_string()));
     }
     Ok(Workload {
         object: value,
@@ -326,6 +362,7 @@ pub(super) fn workload(doc: Doc, path: &str, line: u32, at: &[Step<'_>]) -> Resu
         source: location,
         lines,
         templated,
+        sops,
         only_clusters: None,
     })
 }
@@ -519,6 +556,8 @@ impl Parts {
                 workloads.extend(chart.render(checkout, &clusters)?);
             }
         }
+        let mut warnings = self.warnings;
+        check_plaintext_secrets(&workloads, config.secrets.allow_plaintext, &mut warnings)?;
         // Stable: the objects of one file or directory keep their order.
         workloads.sort_by(|a, b| a.source.cmp(&b.source));
         Ok(Model {
@@ -530,9 +569,39 @@ impl Parts {
             summaries,
             workloads,
             templates: self.templates,
-            warnings: self.warnings,
+            warnings,
         })
     }
+}
+
+/// A plaintext Secret is an error naming its file and the line of its data, or with
+/// `secrets.allowPlaintext` a warning (one per Secret, however many clusters get it).
+fn check_plaintext_secrets(workloads: &[Workload], allow: bool, warnings: &mut Vec<String>) -> Result<()> {
+    let mut warned = std::collections::BTreeSet::new();
+    for w in workloads {
+        let Some(field) = secrets::plaintext_field(&w.object) else {
+            continue;
+        };
+        let line = w.lines.key_line(&[], field).unwrap_or(0).max(w.source.line);
+        let at = Location::new(w.source.path.clone(), line);
+        if !allow {
+            return Err(Error::at(
+                at,
+                format!(
+                    "a Secret with plaintext in {field}, which would be committed for everyone who can read the deploy repo: {}",
+                    secrets::PLAINTEXT_HINT
+                ),
+            )
+            .with_object(w.id.to_string()));
+        }
+        if warned.insert((at.to_string(), w.id.to_string())) {
+            warnings.push(format!(
+                "{at}: {} is committed in plaintext (secrets.allowPlaintext is set)",
+                w.id
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A StatusSummary: its placement must exist; names, ops and CEL are checked by

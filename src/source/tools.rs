@@ -1,10 +1,34 @@
 //! Running the external tools that build kustomize and Helm sources. They are found on
 //! `PATH`, or named by `STARMAP_KUSTOMIZE` / `STARMAP_HELM` (a command, e.g. a wrapper).
+//!
+//! Each run is bounded: it is killed (with every process it started) after the tool timeout
+//! (`--tool-timeout`, default 5 minutes), and its output may not pass [`MAX_TOOL_OUTPUT`].
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Location, Result};
+
+/// The most a tool may print: 256 MiB (the largest public Helm charts render to a few MB).
+pub const MAX_TOOL_OUTPUT: u64 = 256 << 20;
+
+/// The default of `--tool-timeout`.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(300);
+
+static TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_TOOL_TIMEOUT.as_millis() as u64);
+
+/// How long one run of kustomize or helm may take (process-wide; the CLI sets it once).
+pub fn set_timeout(timeout: Duration) {
+    TIMEOUT_MS.store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+fn timeout() -> Duration {
+    Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed))
+}
 
 /// `kustomize build DIR`, or `kubectl kustomize DIR` where only kubectl is installed.
 pub fn kustomize_build(dir: &Path, shown: &str) -> Result<String> {
@@ -51,20 +75,81 @@ pub fn helm_template(dir: &Path, release: &str, namespace: &str, values: &Path, 
 }
 
 fn run(mut cmd: Command, shown: &str, what: &str) -> Result<String> {
-    let out = cmd
-        .output()
-        .map_err(|e| Error::at(Location::new(shown, 0), format!("cannot run {what}: {e}")))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = || Location::new(shown, 0);
+    // A process group of its own, so a timeout kills what the tool started too (a wrapper
+    // script's children would otherwise keep its output open).
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::at(at(), format!("cannot run {what}: {e}")))?;
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(pipe) = pipe {
+                // One byte past the limit tells "too much" from "exactly the limit".
+                let _ = pipe.take(MAX_TOOL_OUTPUT + 1).read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let limit = timeout();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                kill_group(&mut child);
+                return Err(Error::at(
+                    at(),
+                    format!(
+                        "{what} did not finish within {} and was stopped (--tool-timeout)",
+                        crate::time::human(limit)
+                    ),
+                ));
+            }
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(Error::at(at(), format!("{what}: {e}")));
+            }
+        }
+    };
+    // The tool is gone; whatever it started in its group goes with it, so the pipes close.
+    kill_group(&mut child);
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let first = stderr
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no message")
             .trim();
-        return Err(Error::at(Location::new(shown, 0), format!("{what} failed: {first}")));
+        return Err(Error::at(at(), format!("{what} failed: {first}")));
     }
-    String::from_utf8(out.stdout)
-        .map_err(|_| Error::at(Location::new(shown, 0), format!("{what} printed non-UTF-8 output")))
+    if stdout.len() as u64 > MAX_TOOL_OUTPUT {
+        return Err(Error::at(
+            at(),
+            format!("{what} printed more than {} MiB", MAX_TOOL_OUTPUT >> 20),
+        ));
+    }
+    String::from_utf8(stdout).map_err(|_| Error::at(at(), format!("{what} printed non-UTF-8 output")))
+}
+
+/// Kill the child's whole process group (it leads one of its own) and reap the child.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.wait();
 }
 
 fn which(tool: &str) -> bool {

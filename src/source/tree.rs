@@ -28,6 +28,31 @@ pub struct SourceTree {
     pub root: Option<PathBuf>,
     /// The repository and commit, when the source was read from git.
     pub git: Option<(PathBuf, git2::Oid)>,
+    /// Files that could not be taken (too large, not UTF-8), by path: an error where the file
+    /// is used, nothing where `ignore:` leaves it out.
+    pub unreadable: Vec<(String, Error)>,
+}
+
+/// The largest source file starmap reads: 16 MiB (etcd stores objects of at most 1.5 MiB; the
+/// largest CRD bundles are a few MiB).
+pub const MAX_SOURCE_FILE: u64 = 16 << 20;
+
+/// A file of `size` bytes at `path`, its bytes read by `read` only when it is not too large.
+fn take(path: &str, size: u64, read: impl FnOnce() -> Result<Vec<u8>>) -> Result<SourceFile> {
+    if size > MAX_SOURCE_FILE {
+        return Err(Error::at(
+            Location::new(path, 0),
+            format!(
+                "file is {:.1} MiB; a source file may be at most {} MiB (split it, or leave it out with `ignore:` in starmap.yaml)",
+                size as f64 / (1u64 << 20) as f64,
+                MAX_SOURCE_FILE >> 20
+            ),
+        ));
+    }
+    Ok(SourceFile {
+        text: decode(read()?, path)?,
+        path: path.into(),
+    })
 }
 
 /// The files of a source on disk: the directory itself, or a git tree written out.
@@ -59,17 +84,14 @@ impl SourceTree {
     /// Open `spec` (`PATH`, `URL`, `PATH@REF`, `URL@REF`). A plain file is a source of one
     /// file (for `--inventory clusters.yaml`).
     pub fn open(spec: &str) -> Result<SourceTree> {
+        // Shown without the credentials a URL may carry, in messages and in the deploy repo.
+        let shown = crate::redact::shown(spec);
         let repo_spec = RepoSpec::parse(spec);
         let mut tree = if repo_spec.is_url {
             read_remote(&repo_spec)?
         } else if let Some(reference) = &repo_spec.reference {
-            let repo = git2::Repository::open(&repo_spec.location).map_err(|e| {
-                Error::msg(format!(
-                    "{}: not a git repository ({})",
-                    repo_spec.location,
-                    e.message()
-                ))
-            })?;
+            let repo = git2::Repository::open(&repo_spec.location)
+                .map_err(|e| Error::msg(format!("{}: not a git repository ({})", repo_spec.shown, e.message())))?;
             read_git(&repo, reference)?
         } else {
             let path = Path::new(&repo_spec.location);
@@ -81,10 +103,10 @@ impl SourceTree {
                     Err(_) => read_dir(path)?,
                 }
             } else {
-                return Err(Error::msg(format!("{spec}: no such file, directory or repository")));
+                return Err(Error::msg(format!("{shown}: no such file, directory or repository")));
             }
         };
-        tree.display = spec.to_string();
+        tree.display = shown;
         tree.files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(tree)
     }
@@ -154,7 +176,12 @@ fn decode(bytes: Vec<u8>, shown_as: &str) -> Result<String> {
 
 fn read_single_file(path: &Path) -> Result<SourceTree> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::msg(format!("{shown}: {e}")))?;
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::msg(format!("{shown}: {e}")))?
+        .len();
+    let file = take(&shown, size, || {
+        std::fs::read(path).map_err(|e| Error::msg(format!("{shown}: {e}")))
+    })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -166,10 +193,7 @@ fn read_single_file(path: &Path) -> Result<SourceTree> {
         } else {
             format!("{parent}/")
         },
-        files: vec![SourceFile {
-            text: decode(bytes, &shown)?,
-            path: name,
-        }],
+        files: vec![SourceFile { path: name, ..file }],
         ..Default::default()
     })
 }
@@ -181,6 +205,7 @@ fn read_dir(root: &Path) -> Result<SourceTree> {
         .canonicalize()
         .map_err(|e| Error::msg(format!("{}: {e}", root.display())))?;
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -219,16 +244,21 @@ fn read_dir(root: &Path) -> Result<SourceTree> {
         if !wanted(&rel) {
             continue;
         }
-        let bytes = std::fs::read(entry.path()).map_err(|e| Error::msg(format!("{rel}: {e}")))?;
-        files.push(SourceFile {
-            text: decode(bytes, &rel)?,
-            path: rel,
-        });
+        // Through a symlink, the size of what it points to.
+        let size = std::fs::metadata(entry.path())
+            .map_err(|e| Error::msg(format!("{rel}: {e}")))?
+            .len();
+        let read = || std::fs::read(entry.path()).map_err(|e| Error::msg(format!("{rel}: {e}")));
+        match take(&rel, size, read) {
+            Ok(file) => files.push(file),
+            Err(e) => unreadable.push((rel, e)),
+        }
     }
     Ok(SourceTree {
         commit: work_tree_commit(&canonical_root),
         root: Some(canonical_root),
         files,
+        unreadable,
         ..Default::default()
     })
 }
@@ -265,7 +295,7 @@ fn read_remote(spec: &RepoSpec) -> Result<SourceTree> {
     }
     Err(Error::msg(format!(
         "{}: no branch, tag or commit {reference:?}",
-        spec.location
+        spec.shown
     )))
 }
 
@@ -277,11 +307,13 @@ fn read_git(repo: &git2::Repository, reference: &str) -> Result<SourceTree> {
         .map_err(|e| Error::msg(format!("no commit {reference:?}: {}", e.message())))?;
     let tree = commit.tree()?;
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     let mut failure: Option<Error> = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         let path = format!("{dir}{}", entry.name().unwrap_or(""));
         match read_git_entry(repo, &tree, &path, entry) {
-            Ok(Some(file)) => files.push(file),
+            Ok(Some(Ok(file))) => files.push(file),
+            Ok(Some(Err(e))) => unreadable.push((path, e)),
             Ok(None) => {}
             Err(e) => {
                 failure = Some(e);
@@ -297,6 +329,7 @@ fn read_git(repo: &git2::Repository, reference: &str) -> Result<SourceTree> {
     Ok(SourceTree {
         commit: Some(commit.id().to_string()),
         files,
+        unreadable,
         git: Some((repo.path().to_path_buf(), commit.id())),
         ..Default::default()
     })
@@ -307,15 +340,14 @@ fn read_git_entry(
     root: &git2::Tree<'_>,
     path: &str,
     entry: &git2::TreeEntry<'_>,
-) -> Result<Option<SourceFile>> {
+) -> Result<Option<Result<SourceFile>>> {
+    // The size from the object's header: a huge blob is never loaded.
+    let blob_file = |id: git2::Oid| -> Result<Result<SourceFile>> {
+        let (size, _) = repo.odb()?.read_header(id)?;
+        Ok(take(path, size as u64, || Ok(repo.find_blob(id)?.content().to_vec())))
+    };
     match entry.filemode() {
-        0o100644 | 0o100755 if wanted(path) => {
-            let blob = repo.find_blob(entry.id())?;
-            Ok(Some(SourceFile {
-                text: decode(blob.content().to_vec(), path)?,
-                path: path.into(),
-            }))
-        }
+        0o100644 | 0o100755 if wanted(path) => Ok(Some(blob_file(entry.id())?)),
         0o120000 => {
             let blob = repo.find_blob(entry.id())?;
             let target = String::from_utf8_lossy(blob.content()).into_owned();
@@ -334,11 +366,7 @@ fn read_git_entry(
             if target_entry.kind() != Some(git2::ObjectType::Blob) || !wanted(path) {
                 return Ok(None);
             }
-            let blob = repo.find_blob(target_entry.id())?;
-            Ok(Some(SourceFile {
-                text: decode(blob.content().to_vec(), path)?,
-                path: path.into(),
-            }))
+            Ok(Some(blob_file(target_entry.id())?))
         }
         _ => Ok(None),
     }

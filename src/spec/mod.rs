@@ -6,7 +6,7 @@ mod rollout;
 mod selector;
 mod summary;
 
-pub use names::{validate_cluster_name, validate_object_name};
+pub use names::{MAX_FILE_NAME, validate_cluster_name, validate_k8s_name, validate_object_name};
 pub use rollout::{REMAINING_WAVE, RolloutSpec, WaveSpec};
 pub use selector::{CompiledObjectTest, LabelSelector, Labels, ObjectFacts, ObjectTest, Operator, Requirement};
 pub use summary::{

@@ -50,6 +50,20 @@ pub enum Step<'a> {
 }
 
 impl LineTree {
+    /// The largest line of any node or key below (and at) this one.
+    pub fn max_line(&self) -> u32 {
+        let below = match &self.children {
+            Children::Leaf => 0,
+            Children::Seq(items) => items.iter().map(LineTree::max_line).max().unwrap_or(0),
+            Children::Map(entries) => entries
+                .iter()
+                .map(|(_, line, sub)| (*line).max(sub.max_line()))
+                .max()
+                .unwrap_or(0),
+        };
+        self.line.max(below)
+    }
+
     /// The line of the deepest node on `path` that exists. For a key that is not there
     /// (an unknown field, say), the line of the key itself when it exists.
     pub fn line_at(&self, path: &[Step<'_>]) -> u32 {
@@ -97,18 +111,23 @@ impl LineTree {
     }
 }
 
-/// Parse every document of a YAML (or JSON) text. Empty documents are skipped.
+/// Parse every document of a YAML (or JSON) text. Empty documents are skipped, and so are
+/// documents that are only `null` (serde-saphyr skips `null` itself, not a tagged empty
+/// node such as `!x`: both are skipped here, found by fuzzing).
 /// `path` is only used in error messages.
 pub fn parse_documents(text: &str, path: &str) -> Result<Vec<Doc>> {
     let nodes: Vec<Node> =
         serde_saphyr::from_str_multiple_with_options(text, options()).map_err(|e| saphyr_error(&e, path))?;
-    nodes
-        .into_iter()
-        .map(|n| {
-            n.into_doc()
-                .map_err(|(line, m)| Error::at(Location::new(path, line), m))
-        })
-        .collect()
+    let mut docs = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let doc = node
+            .into_doc()
+            .map_err(|(line, m)| Error::at(Location::new(path, line), m))?;
+        if !doc.value.is_null() {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
 }
 
 fn options() -> serde_saphyr::Options {
@@ -161,6 +180,12 @@ fn plain_message(message: &str) -> String {
     }
     if message.contains("recursion limit") || message.contains("depth") && message.contains("budget") {
         return "nested more than 128 levels deep".into();
+    }
+    if message.contains("\\u{0}") {
+        return "a NUL byte, which YAML does not allow".into();
+    }
+    if message.starts_with("alias replay limit") {
+        return "too many alias expansions (more than 100,000 copied nodes: a YAML \"alias bomb\"?)".into();
     }
     if message.starts_with("budget breached") {
         let what = if message.contains("Alias") || message.contains("Anchor") || message.contains("Replay") {
@@ -366,6 +391,8 @@ mod tests {
             "# comment\n---\napiVersion: v1\nkind: ConfigMap\ndata:\n  a: \"1\"\n  b: [x, y]\n---\n---\nkind: Other\n";
         let docs = parse_documents(text, "f.yaml").unwrap();
         assert_eq!(docs.len(), 2, "empty documents are skipped");
+        let tagged = "# a tagged empty node is null, like an empty document\n    !/x/\n---\nnull\n---\nkind: A\n";
+        assert_eq!(parse_documents(tagged, "f.yaml").unwrap().len(), 1);
         assert_eq!(docs[0].line(), 3);
         assert_eq!(
             docs[0]

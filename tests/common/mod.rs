@@ -152,6 +152,19 @@ pub fn tree_files(dir: &Path, refname: &str) -> BTreeMap<String, String> {
     files
 }
 
+/// Every object of a git repository (bare or not: `repo` is its git dir), decompressed and
+/// concatenated, so that a test can search everything the repository holds.
+pub fn every_git_object(repo: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git cat-file in {}", repo.display());
+    out.stdout
+}
+
 /// Number of commits on `refname`.
 pub fn commit_count(dir: &Path, refname: &str) -> usize {
     let repo = git2::Repository::open(dir).unwrap();

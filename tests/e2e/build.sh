@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the e2e fleet binaries (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
-# kwok, the OCI registry (CNCF Distribution) and, when tests/e2e/flux exists, Flux
+# kwok, the OCI registry (CNCF Distribution), sops and age-keygen and, when tests/e2e/flux exists, Flux
 # source-controller and kustomize-controller) from the Go module proxy into a cache outside
 # the repo, keyed by version. Binaries already present
 # are reused. Usage: tests/e2e/build.sh [--print-bin]
@@ -32,6 +32,10 @@ REGISTRY_VERSION="v3.1.2"
 # go-containerregistry's `crane registry serve`: a second, lighter registry (in memory) that
 # the delivery benchmark measures beside Distribution.
 CRANE_VERSION="v0.22.1"
+# SOPS and age-keygen: the hardening tests encrypt a Secret with the real sops and an age key,
+# and the kustomize-controller decrypts it. The versions kustomize-controller itself uses.
+SOPS_VERSION="v3.13.2"
+AGE_VERSION="v1.3.1"
 [[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" ]] || die "cannot read versions from $HERE/k8s/go.mod"
 FLUX_KEY=""
 if [[ -f "$HERE/flux/go.mod" ]]; then
@@ -43,7 +47,7 @@ fi
 # One bin dir per combination of versions; each binary is built once per its own version into
 # $CACHE/store/<name>@<version>/ and linked into the bin dir, so adding or bumping one component
 # does not rebuild the others.
-KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}-reg${REGISTRY_VERSION}-crane${CRANE_VERSION}"
+KEY="k8s${K8S_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}${FLUX_KEY}-reg${REGISTRY_VERSION}-crane${CRANE_VERSION}-sops${SOPS_VERSION}-age${AGE_VERSION}"
 CACHE="${STARMAP_E2E_CACHE:-$HOME/.cache/starmap-e2e}"
 BIN="$CACHE/$KEY/bin"
 LOGDIR="$CACHE/build-logs"
@@ -112,6 +116,11 @@ build_one registry "$REGISTRY_VERSION" "$CACHE" env GOBIN="$CACHE/store/registry
 
 build_one crane "$CRANE_VERSION" "$CACHE" env GOBIN="$CACHE/store/crane@$CRANE_VERSION" GOFLAGS=-trimpath \
   go install -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+
+build_one sops "$SOPS_VERSION" "$CACHE" env GOBIN="$CACHE/store/sops@$SOPS_VERSION" GOFLAGS=-trimpath \
+  go install -ldflags "-s -w" "github.com/getsops/sops/v3/cmd/sops@$SOPS_VERSION"
+build_one age-keygen "$AGE_VERSION" "$CACHE" env GOBIN="$CACHE/store/age-keygen@$AGE_VERSION" GOFLAGS=-trimpath \
+  go install -ldflags "-s -w" "filippo.io/age/cmd/age-keygen@$AGE_VERSION"
 
 if [[ -f "$HERE/flux/go.mod" && "${STARMAP_E2E_NO_FLUX:-0}" != 1 ]]; then
   build_one source-controller "$SC_VERSION" "$HERE/flux" go build -trimpath -ldflags "-s -w" \

@@ -3,8 +3,8 @@
 
 Usage: git-http.py <repos-root> <port>
 Repository <repos-root>/<name>.git is at http://127.0.0.1:<port>/git/<name>.git
-Flux's git client has no dumb-HTTP support, hence git http-backend. Read-only use
-(clone/fetch); pushes go to the bare repository on disk directly.
+Flux's git client has no dumb-HTTP support, hence git http-backend. Pushes work where a
+repository says `http.receivepack true` (libgit2 sends them with chunked request bodies).
 """
 import os
 import subprocess
@@ -26,8 +26,7 @@ class Handler(BaseHTTPRequestHandler):
         if not path.startswith(PREFIX + "/"):
             self.send_error(404)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": ROOT,
@@ -61,6 +60,20 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     do_GET = _cgi
     do_POST = _cgi

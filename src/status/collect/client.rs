@@ -129,10 +129,23 @@ impl Reader {
             Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace.unwrap_or("default"), resource),
             Scope::Cluster => Api::all_with(self.client.clone(), resource),
         };
-        match self.call(|| api.get(name)).await {
-            Ok(object) => serde_json::to_value(object)
-                .map(Some)
-                .map_err(|e| Failure::Object(format!("cannot read the object: {e}"))),
+        // A Secret's data never leaves the cluster: its metadata is all status needs (a
+        // Secret has no status, and exists or not).
+        let object = if resource.group.is_empty() && resource.kind == "Secret" {
+            self.call(|| api.get_metadata(name)).await.map(|meta| {
+                serde_json::json!({
+                    "apiVersion": resource.api_version,
+                    "kind": resource.kind,
+                    "metadata": meta.metadata,
+                })
+            })
+        } else {
+            self.call(|| api.get(name)).await.and_then(|o| {
+                serde_json::to_value(o).map_err(|e| Failure::Object(format!("cannot read the object: {e}")))
+            })
+        };
+        match object {
+            Ok(object) => Ok(Some(object)),
             Err(Failure::NotFound) => Ok(None),
             Err(f) => Err(f),
         }

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzz target `templates`: the check of the same name in tests/fuzz/props.rs.
+
+#[path = "../../tests/fuzz/props.rs"]
+mod props;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::templates(data));
