@@ -99,6 +99,13 @@ impl fmt::Display for Error {
             (None, None) => {}
         }
         text.push_str(&self.message);
+        // One line, whatever a message quotes (a name with a line break in it, found by
+        // fuzzing): a line break is shown escaped, as YAML and JSON would write it.
+        let text = if text.contains(['\n', '\r']) {
+            text.trim_end().replace('\n', "\\n").replace('\r', "\\r")
+        } else {
+            text
+        };
         f.write_str(&crate::redact::scrub(&text))
     }
 }

@@ -109,6 +109,31 @@ fn kustomize_source_without_the_tool_is_a_clear_error() {
     );
 }
 
+/// A script that runs `real` and logs each run's arguments, one line per run: (script, log).
+fn counting_wrapper(dir: &Path, real: &Path) -> (PathBuf, PathBuf) {
+    let name = real.file_name().unwrap().to_string_lossy();
+    let log = dir.join(format!("{name}-runs.log"));
+    let wrapper = dir.join(format!("{name}-wrapper"));
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (wrapper, log)
+}
+
+/// Runs logged since the last call (the log is emptied).
+fn take_runs(log: &Path) -> Vec<String> {
+    let runs = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    runs.lines().map(str::to_string).collect()
+}
+
 /// A hundred clusters with three sizes; their values differ only by size.
 fn hundred_clusters() -> String {
     let mut inventory = String::new();
@@ -130,19 +155,7 @@ fn helm_chart_runs_helm_template_once_per_distinct_values() {
     copy_dir(&data("sources/helm"), &src);
     // Generated, not committed: a hundred near-identical Cluster objects.
     std::fs::write(src.join("clusters.yaml"), hundred_clusters()).unwrap();
-    // A wrapper that counts the runs of the real helm.
-    let log = tmp.path().join("helm-runs.log");
-    let wrapper = tmp.path().join("helm-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
-            log.display(),
-            helm.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (wrapper, log) = counting_wrapper(tmp.path(), &helm);
 
     let deploy = tmp.path().join("deploy");
     let out = starmap()
@@ -186,6 +199,114 @@ fn helm_chart_runs_helm_template_once_per_distinct_values() {
         assert!(index.contains("source: charts/web\n"), "{index}");
     }
     common::kustomize_build_ok(&deploy.join("clusters/store-000"), "clusters/store-000");
+}
+
+/// The build cache (README, "Build cache"): a render with nothing new runs no `helm template`,
+/// one cluster with new values runs one, a damaged entry is rebuilt rather than trusted, and
+/// `STARMAP_BUILD_CACHE=off` runs every set again. The output is the same throughout.
+#[test]
+fn helm_builds_are_reused_until_their_inputs_change() {
+    let Some(helm) = helm() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&data("sources/helm"), &src);
+    std::fs::write(src.join("clusters.yaml"), hundred_clusters()).unwrap();
+    let (wrapper, log) = counting_wrapper(tmp.path(), &helm);
+    let cache = tmp.path().join("cache");
+    let deploy = tmp.path().join("deploy");
+    let render = |cache_setting: &Path| {
+        let out = starmap()
+            .env("STARMAP_HELM", &wrapper)
+            .env("STARMAP_BUILD_CACHE", cache_setting)
+            .args(["render", "--source"])
+            .arg(&src)
+            .arg("--deploy")
+            .arg(&deploy)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tree_files(&deploy, "main")
+    };
+
+    let first = render(&cache);
+    assert_eq!(take_runs(&log).len(), 3, "cold: one run per distinct values");
+    let head = common::git(&deploy, &["rev-parse", "main"]);
+
+    assert_eq!(render(&cache), first);
+    assert_eq!(take_runs(&log), Vec::<String>::new(), "nothing new: no helm run");
+    assert_eq!(common::git(&deploy, &["rev-parse", "main"]), head, "and no commit");
+
+    // One cluster gets values of its own: one run, for it alone.
+    let inventory = hundred_clusters().replacen("properties: {replicas: 1}", "properties: {replicas: 7}", 1);
+    std::fs::write(src.join("clusters.yaml"), inventory).unwrap();
+    let changed = render(&cache);
+    assert_eq!(take_runs(&log).len(), 1, "one cluster's values changed: one run");
+    let deployment = &changed["clusters/store-000/web/deployment.apps_web.yaml"];
+    assert!(deployment.contains("replicas: 7\n"), "{deployment}");
+
+    // Damage every entry: each is rebuilt, and the output does not change.
+    let mut damaged = 0;
+    for entry in walkdir::WalkDir::new(&cache).into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_file() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            std::fs::write(entry.path(), text.replace("replicas", "replicaz")).unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 4);
+    assert_eq!(render(&cache), changed);
+    assert_eq!(take_runs(&log).len(), 4, "damaged entries are rebuilt, never trusted");
+
+    assert_eq!(render(Path::new("off")), changed);
+    assert_eq!(take_runs(&log).len(), 4, "off: every set is run");
+}
+
+/// A kustomize build is reused while the source does not change, and runs again once it does.
+#[test]
+fn kustomize_builds_are_reused_until_the_source_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    podinfo_source(&src);
+    let (real, subcommand) = match common::on_path("kubectl") {
+        Some(kubectl) => (kubectl, "kustomize"),
+        None => (
+            common::on_path("kustomize").expect("the tests need kubectl or kustomize"),
+            "build",
+        ),
+    };
+    let (wrapper, log) = counting_wrapper(tmp.path(), &real);
+    // `STARMAP_KUSTOMIZE` takes `build DIR`; kubectl takes `kustomize DIR`.
+    let shim = tmp.path().join("kustomize-shim");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/sh\nshift\nexec {} {subcommand} \"$@\"\n", wrapper.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cache = tmp.path().join("cache");
+    let deploy = tmp.path().join("deploy");
+    let render = || {
+        let out = starmap()
+            .env("STARMAP_KUSTOMIZE", &shim)
+            .env("STARMAP_BUILD_CACHE", &cache)
+            .args(["render", "--source"])
+            .arg(&src)
+            .arg("--deploy")
+            .arg(&deploy)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tree_files(&deploy, "main")
+    };
+    let first = render();
+    assert_eq!(take_runs(&log).len(), 1);
+    assert_eq!(render(), first);
+    assert_eq!(take_runs(&log).len(), 0, "nothing new: no kustomize run");
+    let hpa = src.join("apps/podinfo/hpa.yaml");
+    let text = std::fs::read_to_string(&hpa).unwrap();
+    std::fs::write(&hpa, text.replace("maxReplicas: 4", "maxReplicas: 5")).unwrap();
+    render();
+    assert_eq!(take_runs(&log).len(), 1, "the source changed: built again");
 }
 
 #[test]

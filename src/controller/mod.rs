@@ -524,7 +524,7 @@ mod tests {
         s.render_failed(&Error::msg("workloads/a.yaml:3: bad\nsecond line"));
         assert_eq!(
             s.readiness(),
-            Err("no render round has succeeded yet: workloads/a.yaml:3: bad second line".into())
+            Err("no render round has succeeded yet: workloads/a.yaml:3: bad\\nsecond line".into())
         );
         s.rendered();
         assert_eq!(s.readiness(), Ok("ready".into()));

@@ -5,13 +5,14 @@
 //! yields has the directory as its source path.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::tools;
-use super::tree::{Checkout, SourceTree};
+use super::build_cache::BuildCache;
+use super::tools::Tool;
+use super::tree::{Checkout, OnDisk, SourceTree};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Workload};
 use crate::template::{self, PathSeg, Templates, collect_templates, expand_leaves};
@@ -80,13 +81,97 @@ pub fn dir_path(dir: &str) -> &str {
     if dir.is_empty() { "." } else { dir }
 }
 
+/// The tool runs of one load of a source, through the build cache: the source is written
+/// out to disk (for a git source) only when some build is not in the cache.
+pub struct Builds {
+    source: OnDisk,
+    checkout: OnceLock<Result<Checkout>>,
+    whole_source: OnceLock<Result<String>>,
+    pub cache: BuildCache,
+}
+
+impl Builds {
+    pub fn new(source: OnDisk, cache: BuildCache) -> Builds {
+        Builds {
+            source,
+            checkout: OnceLock::new(),
+            whole_source: OnceLock::new(),
+            cache,
+        }
+    }
+
+    fn checkout(&self) -> Result<&Checkout> {
+        self.checkout
+            .get_or_init(|| self.source.checkout())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The digest of the whole source (computed once).
+    fn whole_source(&self) -> Result<&str> {
+        self.whole_source
+            .get_or_init(|| self.source.digest(""))
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
+    /// The tool's output for `key`: from the cache, or by running `build` on the source on
+    /// disk (and then kept). `key: None` always runs it.
+    fn output(&self, key: Option<String>, build: impl FnOnce(&Checkout) -> Result<String>) -> Result<String> {
+        if let Some(found) = key.as_deref().and_then(|k| self.cache.get(k)) {
+            return Ok(found);
+        }
+        let output = build(self.checkout()?)?;
+        if let Some(key) = key {
+            self.cache.put(&key, &output);
+        }
+        Ok(output)
+    }
+
+    /// After the last build: keep the cache within its limit; say what it saved.
+    pub fn finish(&self) {
+        let counts = &self.cache.counts;
+        let (hits, misses) = (
+            counts.hits.load(std::sync::atomic::Ordering::Relaxed),
+            counts.misses.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if hits + misses > 0 {
+            tracing::info!("build cache: {hits} tool runs reused, {misses} run");
+        }
+        self.cache.trim();
+    }
+}
+
+/// Whether kustomize may fetch something over the network for this source (a remote base or
+/// resource): its output then depends on more than the source, so it is not cached.
+fn kustomize_reaches_out(tree: &SourceTree) -> bool {
+    tree.files.iter().any(|f| {
+        KUSTOMIZATION_FILES.contains(&parent(&f.path).1) && (f.text.contains("://") || f.text.contains("github.com/"))
+    })
+}
+
 /// Build every kustomize directory (in parallel) into documents: (source path, documents).
-pub fn build_kustomize(tree: &SourceTree, checkout: &Checkout, dirs: &[String]) -> Result<Vec<(String, Vec<Doc>)>> {
+/// A build is keyed by the whole source (an overlay reaches outside its directory).
+pub fn build_kustomize(tree: &SourceTree, builds: &Builds, dirs: &[String]) -> Result<Vec<(String, Vec<Doc>)>> {
+    let cacheable = !dirs.is_empty() && !kustomize_reaches_out(tree);
     let built: Vec<Result<(String, Vec<Doc>)>> = dirs
         .par_iter()
         .map(|dir| {
             let shown = tree.display_path(dir_path(dir));
-            let output = tools::kustomize_build(&checkout.path().join(dir), &shown)?;
+            let tool = Tool::kustomize(&shown)?;
+            let key = if cacheable {
+                let identity = tool.identity();
+                let source = builds.whole_source()?;
+                Some(BuildCache::key(&[
+                    b"kustomize build",
+                    identity.as_bytes(),
+                    source.as_bytes(),
+                    dir.as_bytes(),
+                ]))
+            } else {
+                None
+            };
+            let output = builds.output(key, |checkout| tool.kustomize_build(&checkout.path().join(dir), &shown))?;
             let docs = yaml::parse_documents(&output, &format!("{shown} (kustomize build output)"))?;
             Ok((dir_path(dir).to_string(), docs))
         })
@@ -102,6 +187,9 @@ pub struct Chart {
     pub namespace: String,
     /// `starmap-values.yaml`, with its path for messages.
     pub values: Option<(Doc, String)>,
+    /// The files its output depends on, for the build cache: its directory, or the whole
+    /// source (`""`) when a `file://` dependency reaches outside it.
+    pub inputs: String,
 }
 
 impl Chart {
@@ -141,6 +229,11 @@ impl Chart {
             release: annotation(RELEASE_ANNOTATION).unwrap_or(chart_name).to_string(),
             namespace: annotation(NAMESPACE_ANNOTATION).unwrap_or("default").to_string(),
             values,
+            inputs: if text.contains("file://") {
+                String::new()
+            } else {
+                dir.to_string()
+            },
         })
     }
 
@@ -177,22 +270,38 @@ impl Chart {
 
     /// Render the chart once per distinct set of values; each object is restricted to the
     /// clusters that have those values.
-    pub fn render(&self, checkout: &Checkout, clusters: &[Cluster]) -> Result<Vec<Workload>> {
+    /// Each set's output comes from the build cache when the chart, the values, the release,
+    /// the namespace and helm itself are those of an earlier run.
+    pub fn render(&self, builds: &Builds, clusters: &[Cluster]) -> Result<Vec<Workload>> {
         let sets = self.value_sets(clusters)?;
+        let tool = Tool::helm(&self.shown)?;
+        let identity = tool.identity();
+        let inputs = builds.source.digest(&self.inputs)?;
         let rendered: Vec<Result<Vec<Workload>>> = sets
             .par_iter()
             .map(|(values, members)| {
-                let mut file =
-                    tempfile::NamedTempFile::new().map_err(|e| Error::msg(format!("temporary file: {e}")))?;
-                std::io::Write::write_all(&mut file, serde_json::to_string(values).unwrap_or_default().as_bytes())
-                    .map_err(|e| Error::msg(format!("temporary file: {e}")))?;
-                let output = tools::helm_template(
-                    &checkout.path().join(&self.dir),
-                    &self.release,
-                    &self.namespace,
-                    file.path(),
-                    &self.shown,
-                )?;
+                let values = serde_json::to_string(values).unwrap_or_default();
+                let key = BuildCache::key(&[
+                    b"helm template",
+                    identity.as_bytes(),
+                    inputs.as_bytes(),
+                    self.release.as_bytes(),
+                    self.namespace.as_bytes(),
+                    values.as_bytes(),
+                ]);
+                let output = builds.output(Some(key), |checkout| {
+                    let mut file =
+                        tempfile::NamedTempFile::new().map_err(|e| Error::msg(format!("temporary file: {e}")))?;
+                    std::io::Write::write_all(&mut file, values.as_bytes())
+                        .map_err(|e| Error::msg(format!("temporary file: {e}")))?;
+                    tool.helm_template(
+                        &checkout.path().join(&self.dir),
+                        &self.release,
+                        &self.namespace,
+                        file.path(),
+                        &self.shown,
+                    )
+                })?;
                 let docs = yaml::parse_documents(&output, &format!("{} (helm template output)", self.shown))?;
                 let mut mask = vec![false; clusters.len()];
                 for &m in members {

@@ -7,7 +7,8 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::builders::{Chart, ToolDirs, build_kustomize};
+use super::build_cache::BuildCache;
+use super::builders::{Builds, Chart, ToolDirs, build_kustomize};
 use super::tree::SourceTree;
 use crate::config::{self, CONFIG_FILE, Config, TEMPLATES_DIR};
 use crate::error::{Error, Location, Result};
@@ -96,8 +97,8 @@ struct Parts {
     workloads: Vec<Workload>,
     templates: BTreeMap<String, TemplateOverride>,
     charts: Vec<Chart>,
-    /// The source on disk, kept while charts still need rendering.
-    checkout: Option<super::tree::Checkout>,
+    /// The tool runs (and the source on disk), kept while charts still need rendering.
+    builds: Option<Builds>,
     warnings: Vec<String>,
 }
 
@@ -145,8 +146,8 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
     };
     let files: Vec<_> = files.into_iter().filter(|f| !tool_dirs.contains(&f.path)).collect();
     if !tool_dirs.is_empty() {
-        let checkout = tree.checkout()?;
-        for (dir, docs) in build_kustomize(tree, &checkout, &tool_dirs.kustomize)? {
+        let builds = Builds::new(tree.on_disk(), BuildCache::from_env());
+        for (dir, docs) in build_kustomize(tree, &builds, &tool_dirs.kustomize)? {
             for doc in docs.into_iter().filter(|d| !d.value.is_null()) {
                 parts.workloads.push(workload(doc.value, doc.lines, &dir, 0)?);
             }
@@ -154,7 +155,7 @@ fn collect(tree: &SourceTree, ignore: Option<&Gitignore>, inventory_only: bool, 
         for dir in &tool_dirs.charts {
             parts.charts.push(Chart::read(tree, dir)?);
         }
-        parts.checkout = Some(checkout);
+        parts.builds = Some(builds);
     }
     // Parsing is the expensive part for large inventories: files in parallel.
     let parsed: Vec<Result<Vec<Located>>> = files
@@ -551,10 +552,11 @@ impl Parts {
         placements.sort_by(|a, b| a.name.cmp(&b.name));
         customizations.sort_by(|a, b| (a.spec.order, &a.name).cmp(&(b.spec.order, &b.name)));
         let mut workloads = self.workloads;
-        if let Some(checkout) = &self.checkout {
+        if let Some(builds) = &self.builds {
             for chart in &self.charts {
-                workloads.extend(chart.render(checkout, &clusters)?);
+                workloads.extend(chart.render(builds, &clusters)?);
             }
+            builds.finish();
         }
         let mut warnings = self.warnings;
         check_plaintext_secrets(&workloads, config.secrets.allow_plaintext, &mut warnings)?;

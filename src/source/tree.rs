@@ -70,6 +70,83 @@ impl Checkout {
     }
 }
 
+/// A source's place on disk (a directory) or in git (a commit to write out), owned so that
+/// it outlives the loading of the source: charts are rendered once the clusters are known.
+#[derive(Debug, Clone)]
+pub struct OnDisk {
+    display: String,
+    root: Option<PathBuf>,
+    git: Option<(PathBuf, git2::Oid)>,
+}
+
+impl OnDisk {
+    /// All files of the source on disk, for tools that read them (kustomize, helm).
+    pub fn checkout(&self) -> Result<Checkout> {
+        if let Some(root) = &self.root {
+            return Ok(Checkout::Dir(root.clone()));
+        }
+        let Some((repo_path, commit)) = &self.git else {
+            return Err(Error::msg(format!(
+                "{}: kustomize and Helm sources need a directory or git repository",
+                self.display
+            )));
+        };
+        let dir = tempfile::tempdir().map_err(|e| Error::msg(format!("cannot create a temporary directory: {e}")))?;
+        let repo = git2::Repository::open(repo_path)?;
+        let tree = repo.find_commit(*commit)?.tree()?;
+        let mut failure = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+            let path = dir.path().join(parent).join(entry.name().unwrap_or(""));
+            let result = match entry.filemode() {
+                0o040000 => std::fs::create_dir_all(&path),
+                0o100644 | 0o100755 => match repo.find_blob(entry.id()) {
+                    Ok(blob) => std::fs::write(&path, blob.content()),
+                    Err(e) => Err(std::io::Error::other(e.message().to_string())),
+                },
+                // Symlinks were checked when the tree was read; submodules are not followed.
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => git2::TreeWalkResult::Ok,
+                Err(e) => {
+                    failure = Some(Error::msg(format!("cannot write {}: {e}", path.display())));
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .ok();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Checkout::Temp(dir)),
+        }
+    }
+
+    /// A digest of the files below `dir` (relative to the source root, `""` for all): the
+    /// git tree's id for a git source (free), the contents' SHA-256 for a directory.
+    pub fn digest(&self, dir: &str) -> Result<String> {
+        if let Some(root) = &self.root {
+            let path = root.join(dir);
+            return super::build_cache::dir_digest(&path)
+                .map(|d| format!("dir:{d}"))
+                .map_err(|e| Error::msg(format!("cannot read {}: {e}", path.display())));
+        }
+        let Some((repo_path, commit)) = &self.git else {
+            return Err(Error::msg(format!(
+                "{}: kustomize and Helm sources need a directory or git repository",
+                self.display
+            )));
+        };
+        let repo = git2::Repository::open(repo_path)?;
+        let tree = repo.find_commit(*commit)?.tree()?;
+        let id = if dir.is_empty() {
+            tree.id()
+        } else {
+            tree.get_path(Path::new(dir))?.id()
+        };
+        Ok(format!("git:{id}"))
+    }
+}
+
 /// YAML and JSON documents, and template overrides in `templates/`.
 fn wanted(path: &str) -> bool {
     path.ends_with(".yaml")
@@ -111,44 +188,12 @@ impl SourceTree {
         Ok(tree)
     }
 
-    /// All files of the source on disk, for tools that read them (kustomize, helm).
-    pub fn checkout(&self) -> Result<Checkout> {
-        if let Some(root) = &self.root {
-            return Ok(Checkout::Dir(root.clone()));
-        }
-        let Some((repo_path, commit)) = &self.git else {
-            return Err(Error::msg(format!(
-                "{}: kustomize and Helm sources need a directory or git repository",
-                self.display
-            )));
-        };
-        let dir = tempfile::tempdir().map_err(|e| Error::msg(format!("cannot create a temporary directory: {e}")))?;
-        let repo = git2::Repository::open(repo_path)?;
-        let tree = repo.find_commit(*commit)?.tree()?;
-        let mut failure = None;
-        tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
-            let path = dir.path().join(parent).join(entry.name().unwrap_or(""));
-            let result = match entry.filemode() {
-                0o040000 => std::fs::create_dir_all(&path),
-                0o100644 | 0o100755 => match repo.find_blob(entry.id()) {
-                    Ok(blob) => std::fs::write(&path, blob.content()),
-                    Err(e) => Err(std::io::Error::other(e.message().to_string())),
-                },
-                // Symlinks were checked when the tree was read; submodules are not followed.
-                _ => Ok(()),
-            };
-            match result {
-                Ok(()) => git2::TreeWalkResult::Ok,
-                Err(e) => {
-                    failure = Some(Error::msg(format!("cannot write {}: {e}", path.display())));
-                    git2::TreeWalkResult::Abort
-                }
-            }
-        })
-        .ok();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(Checkout::Temp(dir)),
+    /// Where the source's files are on disk, or can be written out from, for the tools.
+    pub fn on_disk(&self) -> OnDisk {
+        OnDisk {
+            display: self.display.clone(),
+            root: self.root.clone(),
+            git: self.git.clone(),
         }
     }
 

@@ -59,6 +59,14 @@ fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
 }
 
+/// Deepest indentation the fast reader takes. Each level of nesting adds at least one
+/// column per two levels, so this keeps documents well inside the parser's limit of 128
+/// levels, which the general parser reports (found by fuzzing).
+const MAX_INDENT: usize = 100;
+
+/// Longest key source the fast reader takes (YAML's limit is 1024 characters).
+const MAX_IMPLICIT_KEY_BYTES: usize = 512;
+
 /// Whether `content` (a line without its indentation) is a mapping entry `key: ...`.
 fn is_entry(content: &str) -> bool {
     split_key(content).is_some()
@@ -82,6 +90,11 @@ fn split_key(content: &str) -> Option<(String, Option<&str>)> {
         }
         (key.to_string(), &content[end..])
     };
+    // YAML caps an implicit key at 1024 characters; the general parser refuses longer ones
+    // and says where, so a long key (well short of the cap, in bytes) is left to it.
+    if content.len() - after.len() > MAX_IMPLICIT_KEY_BYTES {
+        return None;
+    }
     let after = after.strip_prefix(':')?;
     match after {
         "" => Some((key, None)),
@@ -97,6 +110,9 @@ impl<'a> Reader<'a> {
     /// A block mapping whose keys are at column `indent`. `first`: the first entry's text
     /// when it follows a `- ` on the current line.
     fn mapping(&mut self, indent: usize, first: Option<&'a str>) -> Option<Value> {
+        if indent > MAX_INDENT {
+            return None;
+        }
         let mut map = Map::new();
         let mut inline = first;
         loop {
@@ -145,6 +161,9 @@ impl<'a> Reader<'a> {
     /// A block sequence whose `-` are at column `indent`. `first`: the first item's text
     /// when it follows a `- ` on the current line.
     fn sequence(&mut self, indent: usize, first: Option<&'a str>) -> Option<Value> {
+        if indent > MAX_INDENT {
+            return None;
+        }
         let mut items = Vec::new();
         let mut inline = first;
         loop {
@@ -385,6 +404,30 @@ mod tests {
         ] {
             assert_eq!(read(text), None, "{text:?}");
         }
+        // Found by fuzzing: YAML refuses an implicit key past 1024 characters, so must we.
+        let long = format!("{}: 1\n", "k ".repeat(600));
+        assert_eq!(read(&long), None);
+        assert!(parse_documents(&long, "long.yaml").is_err());
+        // And past 128 levels of nesting.
+        let deep: String = (0..70)
+            .map(|i| format!("{}- a:\n", " ".repeat(2 * i)))
+            .collect::<String>()
+            + &" ".repeat(140)
+            + "b: 1\n";
+        // On the stack starmap gives its threads (8 MiB), not the test harness's 2 MiB.
+        let deep_is_refused = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || read(&deep).is_none() && parse_documents(&deep, "deep.yaml").is_err())
+            .unwrap();
+        assert!(deep_is_refused.join().unwrap());
+    }
+
+    #[test]
+    fn long_keys_written_by_the_emitter_read_back() {
+        let value = json!({ "k".repeat(2000): 1, "q: \"".repeat(400): {"a": 1} });
+        let text = to_yaml_string(&value);
+        assert_eq!(general(&text), value, "{text}");
+        assert_eq!(read(&text), None);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use std::process::Command;
 /// The `starmap` binary built by cargo for this test run.
 pub fn starmap() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("starmap").expect("starmap binary");
-    // Deterministic commit identity, and no user config leaking in.
+    // Deterministic commit identity, and no user config leaking in. The build cache is off
+    // (each test counts its own tool runs); tests of the cache name a directory of their own.
     cmd.env("GIT_AUTHOR_NAME", "starmap-test")
+        .env("STARMAP_BUILD_CACHE", "off")
         .env("GIT_AUTHOR_EMAIL", "test@starmap.invalid")
         .env("GIT_COMMITTER_NAME", "starmap-test")
         .env("GIT_COMMITTER_EMAIL", "test@starmap.invalid")
@@ -190,16 +192,18 @@ pub fn render(source: &Path, deploy: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The file `name` in the first directory of PATH that has one.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
 /// Run the real kustomize on a directory: `kubectl kustomize DIR`, or `kustomize build DIR`
 /// where only kustomize is installed (as `.ci/run` arranges on a machine without kubectl).
 pub fn kustomize_build(dir: &Path) -> std::process::Output {
-    let on_path = |name: &str| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-    };
     match on_path("kubectl") {
         Some(kubectl) => Command::new(kubectl).arg("kustomize").arg(dir).output(),
         None => Command::new(on_path("kustomize").expect("the tests need kubectl or kustomize"))
