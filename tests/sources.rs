@@ -158,15 +158,7 @@ fn helm_chart_runs_helm_template_once_per_distinct_values() {
     let (wrapper, log) = counting_wrapper(tmp.path(), &helm);
 
     let deploy = tmp.path().join("deploy");
-    let out = starmap()
-        .env("STARMAP_HELM", &wrapper)
-        .args(["render", "--source"])
-        .arg(&src)
-        .arg("--deploy")
-        .arg(&deploy)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    common::render_with(&src, &deploy, &[("STARMAP_HELM", wrapper.as_os_str())]);
     let runs = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         runs.lines().count(),
@@ -215,16 +207,11 @@ fn helm_builds_are_reused_until_their_inputs_change() {
     let cache = tmp.path().join("cache");
     let deploy = tmp.path().join("deploy");
     let render = |cache_setting: &Path| {
-        let out = starmap()
-            .env("STARMAP_HELM", &wrapper)
-            .env("STARMAP_BUILD_CACHE", cache_setting)
-            .args(["render", "--source"])
-            .arg(&src)
-            .arg("--deploy")
-            .arg(&deploy)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let env = [
+            ("STARMAP_HELM", wrapper.as_os_str()),
+            ("STARMAP_BUILD_CACHE", cache_setting.as_os_str()),
+        ];
+        common::render_with(&src, &deploy, &env);
         tree_files(&deploy, "main")
     };
 
@@ -286,16 +273,11 @@ fn kustomize_builds_are_reused_until_the_source_changes() {
     let cache = tmp.path().join("cache");
     let deploy = tmp.path().join("deploy");
     let render = || {
-        let out = starmap()
-            .env("STARMAP_KUSTOMIZE", &shim)
-            .env("STARMAP_BUILD_CACHE", &cache)
-            .args(["render", "--source"])
-            .arg(&src)
-            .arg("--deploy")
-            .arg(&deploy)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let env = [
+            ("STARMAP_KUSTOMIZE", shim.as_os_str()),
+            ("STARMAP_BUILD_CACHE", cache.as_os_str()),
+        ];
+        common::render_with(&src, &deploy, &env);
         tree_files(&deploy, "main")
     };
     let first = render();

@@ -177,7 +177,13 @@ pub fn commit_count(dir: &Path, refname: &str) -> usize {
 
 /// Render `source` into `deploy` and return stdout; panics unless it exits 0.
 pub fn render(source: &Path, deploy: &Path) -> String {
+    render_with(source, deploy, &[])
+}
+
+/// [`render`] with environment variables set (a tool, the build cache).
+pub fn render_with(source: &Path, deploy: &Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
     let out = starmap()
+        .envs(env.iter().copied())
         .args(["render", "--source"])
         .arg(source)
         .arg("--deploy")
