@@ -74,14 +74,18 @@ fn main() {
     let deploy = tmp.path().join("deploy.git");
     git(tmp.path(), &["init", "-q", "--bare", "-b", "main", "deploy.git"]);
 
-    let render = |label: &str| {
+    // A local deploy repo with a work tree, as a user who renders into `./deploy` has.
+    let work_tree = tmp.path().join("deploy");
+    git(tmp.path(), &["init", "-q", "-b", "main", "deploy"]);
+
+    let render_into = |label: &str, deploy: &std::path::Path| {
         let (t, rss, out) = measure(
             Command::new(starmap)
                 .arg("render")
                 .arg("--source")
                 .arg(&source)
                 .arg("--deploy")
-                .arg(&deploy),
+                .arg(deploy),
         );
         eprintln!(
             "{label}: {:.2} s, {} — {}",
@@ -91,10 +95,14 @@ fn main() {
         );
         (t, rss, out)
     };
+    let render = |label: &str| render_into(label, &deploy);
     let total_objects = args.clusters * args.objects;
     let full = render("full render + commit");
+    let full_wt = render_into("full render + commit, work tree", &work_tree);
     let noop = render("nothing changed");
     assert!(noop.2.contains("no changes"), "second render must make no commit");
+    let noop_wt = render_into("nothing changed, work tree", &work_tree);
+    assert!(noop_wt.2.contains("no changes"), "second render must make no commit");
     write_files(&source, &inventory(args.clusters, Some(args.clusters / 2)));
     git(&source, &["commit", "-q", "-am", "one property"]);
     let one = render("one cluster's property changed");
@@ -102,6 +110,18 @@ fn main() {
         one.2.contains("1 cluster changed"),
         "only one cluster must change: {}",
         one.2
+    );
+    let one_wt = render_into("one cluster's property changed, work tree", &work_tree);
+    assert!(one_wt.2.contains("1 cluster changed"), "{}", one_wt.2);
+    let status = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&work_tree)
+        .output()
+        .unwrap();
+    assert!(
+        status.stdout.is_empty(),
+        "the work tree must equal the commit: {}",
+        String::from_utf8_lossy(&status.stdout)
     );
 
     // Rollout waves: ring 0 (a tenth of the fleet) first, then the rest. Adding the rollout
@@ -200,6 +220,13 @@ fn main() {
     table += &row("full render + commit into an empty deploy repo", &full, total_objects);
     table += &row("again, nothing changed (no commit)", &noop, 0);
     table += &row("one cluster's property changed", &one, 0);
+    table += &row(
+        "full render + commit, local deploy repo with a work tree",
+        &full_wt,
+        total_objects,
+    );
+    table += &row("again, nothing changed, work tree", &noop_wt, 0);
+    table += &row("one cluster's property changed, work tree", &one_wt, 0);
     table += &row("a rollout added to the placement (state file only)", &gated, 0);
     table += &row(
         &format!("new revision, first wave ({ring0} clusters) gets it"),

@@ -792,6 +792,61 @@ fn pruning_removes_what_is_no_longer_placed_and_keeps_what_others_committed() {
 }
 
 #[test]
+fn the_work_tree_gets_only_the_changed_files_and_never_loses_a_local_edit() {
+    let w = Work::new("one-cluster/v1");
+    render(&w.src, &w.deploy, &[]);
+    assert_eq!(
+        git_in(&w.deploy, &["status", "--porcelain"]),
+        "",
+        "index and files agree with the commit"
+    );
+    let web = w.deploy.join("clusters/beta/web/deployment.apps_web.yaml");
+    let kustomization = w.deploy.join("clusters/beta/kustomization.yaml");
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let kustomization_written = modified(&kustomization);
+    std::fs::write(w.deploy.join("scratch.txt"), "mine\n").unwrap();
+
+    // beta's replicas change: that file is written, an unchanged one is not touched, an
+    // untracked file stays, and git sees nothing else changed.
+    w.overlay("one-cluster/v2");
+    render(&w.src, &w.deploy, &[]);
+    assert_eq!(
+        yaml(&std::fs::read_to_string(&web).unwrap())["spec"]["replicas"],
+        json!(5)
+    );
+    assert_eq!(
+        modified(&kustomization),
+        kustomization_written,
+        "an unchanged file was rewritten"
+    );
+    assert_eq!(git_in(&w.deploy, &["status", "--porcelain"]), "?? scratch.txt");
+
+    // A hand edit to a file the next render changes: the commit lands, the work tree is left
+    // as it is (edit included), and the warning names the file.
+    std::fs::write(&web, "hand: edited\n").unwrap();
+    w.overlay("one-cluster/v1");
+    let out = run(&[
+        "render".as_ref(),
+        "--source".as_ref(),
+        w.src.as_os_str(),
+        "--deploy".as_ref(),
+        w.deploy.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("local changes (clusters/beta/web/deployment.apps_web.yaml)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&web).unwrap(), "hand: edited\n");
+    assert_eq!(
+        yaml(&tip(&w.deploy)["clusters/beta/web/deployment.apps_web.yaml"])["spec"]["replicas"],
+        json!(2)
+    );
+    assert_eq!(commit_count(&w.deploy, "refs/heads/main"), 3);
+}
+
+#[test]
 fn hand_edits_inside_a_cluster_directory_are_replaced_on_the_next_render() {
     let w = Work::new("pruning/v1");
     render(&w.src, &w.deploy, &[]);

@@ -88,7 +88,10 @@ pub fn write(
     let mut checked = false;
     let done = deploy.commit_retrying(options.push, "", |tip| {
         let base = RenderBase::read(&deploy.repo, tip, status.as_ref());
+        let started = std::time::Instant::now();
         let desired = desired::build(sources, &base, &mut memo, options.no_cache, crate::time::now())?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "clusters rendered");
+        let started = std::time::Instant::now();
         // The old single-branch `status/` leaves the deploy branch once the status branch has
         // taken it over (its first round does that).
         let status_moved = match &status {
@@ -107,6 +110,7 @@ pub fn write(
             status_moved,
             options.keep_content,
         )?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "trees built");
         let (rendered, reused) = desired.counts();
         let mut built = built;
         built.changes.status_read = base.status_read().map(|c| c.to_string());

@@ -10,6 +10,7 @@ pub mod objects;
 pub mod remote;
 pub mod repo;
 pub mod tree;
+pub mod worktree;
 
 pub use objects::{Entry, MODE_BLOB, MODE_TREE, ObjectSet, hash_object, tree_bytes};
 pub use remote::{RepoSpec, is_url};

@@ -253,9 +253,10 @@ impl DeployRepo {
     }
 
     /// For a local repo with a work tree on this branch: bring the files up to date, so a
-    /// user who renders into `./deploy` sees the result. Only a clean work tree is touched
-    /// (uncommitted edits are never overwritten); the commit is what counts.
-    pub fn update_work_tree(&self, new_commit: Oid) -> Result<()> {
+    /// user who renders into `./deploy` sees the result. Only the files that changed are
+    /// written, and only if each holds what the previous commit had (uncommitted edits are
+    /// never overwritten); the commit is what counts.
+    pub fn update_work_tree(&self, old_commit: Option<Oid>, new_commit: Oid) -> Result<()> {
         if self.remote || self.repo.is_bare() {
             return Ok(());
         }
@@ -267,6 +268,25 @@ impl DeployRepo {
         if head != Some(self.local_ref()) {
             return Ok(());
         }
+        match super::worktree::update(&self.repo, old_commit, new_commit)? {
+            super::worktree::Updated::Files { written, removed } => {
+                tracing::debug!(written, removed, "work tree updated");
+                Ok(())
+            }
+            super::worktree::Updated::LocalChanges(path) => {
+                tracing::warn!(
+                    "the deploy repo's work tree has local changes ({path}); it was not updated (the commit is on branch {})",
+                    self.branch
+                );
+                Ok(())
+            }
+            super::worktree::Updated::Unsupported => self.checkout_with_libgit2(new_commit),
+        }
+    }
+
+    /// libgit2's checkout, for trees with symlinks or submodules: only a clean work tree is
+    /// touched.
+    fn checkout_with_libgit2(&self, new_commit: Oid) -> Result<()> {
         let mut status = git2::StatusOptions::new();
         status.include_untracked(false).show(git2::StatusShow::Workdir);
         let dirty = self
@@ -346,7 +366,13 @@ impl DeployRepo {
                     objects_written: 0,
                 });
             };
+            let started = std::time::Instant::now();
             let objects_written = objects.write(&self.repo)?;
+            tracing::debug!(
+                objects_written,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "objects stored"
+            );
             let commit = self.commit_object(root, tip.map(|t| t.commit), &message)?;
             let pushed_first = || -> Result<bool> { Ok(push && !self.push()?) };
             let raced = if !self.advance(tip.map(|t| t.commit), commit, &message)? {
@@ -359,7 +385,7 @@ impl DeployRepo {
             let Some(race) = raced else {
                 // The commit is the result: a work tree that cannot follow (a full disk) is
                 // worth a warning, not a failure after the branch moved.
-                if let Err(e) = self.update_work_tree(commit) {
+                if let Err(e) = self.update_work_tree(tip.map(|t| t.commit), commit) {
                     tracing::warn!(
                         "committed {commit} on branch {}, but the work tree was not updated: {e} (`git reset --hard` in it brings it up to date)",
                         self.branch

@@ -200,8 +200,9 @@ impl<'a> Reader<'a> {
     fn scalar(&mut self, s: &str, owner: usize) -> Option<Value> {
         match s {
             "null" => return Some(Value::Null),
-            "true" => return Some(Value::Bool(true)),
-            "false" => return Some(Value::Bool(false)),
+            // YAML 1.2's other spellings too: minijinja prints a boolean as `True`.
+            "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+            "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
             "{}" => return Some(Value::Object(Map::new())),
             "[]" => return Some(Value::Array(Vec::new())),
             "|" | "|-" => return self.literal(owner + 2, s == "|"),
@@ -214,6 +215,9 @@ impl<'a> Reader<'a> {
                 (used == s.len()).then_some(Value::String(v))
             }
             b'-' | b'0'..=b'9' => number(s).or_else(|| is_plain_safe(s).then(|| Value::String(s.to_string()))),
+            // A relative path (`path: ./clusters/x` in the built-in Flux template): no YAML
+            // type starts with `./` (`.inf` and `.nan` go on with a letter).
+            b'.' if s.starts_with("./") => is_plain_safe(&s[1..]).then(|| Value::String(s.to_string())),
             _ => is_plain_safe(s).then(|| Value::String(s.to_string())),
         }
     }
@@ -335,6 +339,34 @@ fn double_quoted(s: &str) -> Option<(String, usize)> {
 // string (the same function, so the two cannot drift apart).
 use super::emit::is_plain_safe;
 
+/// The documents of a stream of the emitter's subset separated by `---` lines (as the
+/// built-in Flux and Argo CD templates write it); empty documents are skipped as the general
+/// parser skips them. `None` when any document is outside the subset.
+pub fn read_stream(text: &str) -> Option<Vec<Value>> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut flush = |doc: &mut String| -> Option<()> {
+        if !doc.trim().is_empty() {
+            docs.push(read(doc)?);
+        }
+        doc.clear();
+        Some(())
+    };
+    for line in text.split_inclusive('\n') {
+        // A literal block's lines are indented, so `---` at column 0 only separates documents.
+        if line.trim_end_matches(['\n', '\r']) == "---" {
+            flush(&mut current)?;
+        } else {
+            current.push_str(line);
+        }
+    }
+    if !current.is_empty() && !current.ends_with('\n') {
+        return None;
+    }
+    flush(&mut current)?;
+    Some(docs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +385,34 @@ mod tests {
         let fast = read(&text).unwrap_or_else(|| panic!("fast reader gave up on:\n{text}"));
         assert_eq!(fast, general(&text), "{text}");
         assert_eq!(&fast, v, "{text}");
+    }
+
+    #[test]
+    fn reads_streams_of_documents() {
+        let a = json!({"kind": "A", "spec": {"path": "./clusters/x", "n": 1}});
+        let b = json!({"kind": "B", "list": ["x", "y"]});
+        let text = format!("---\n{}---\n{}", to_yaml_string(&a), to_yaml_string(&b));
+        assert_eq!(read_stream(&text), Some(vec![a.clone(), b.clone()]));
+        let stream: Vec<Value> = parse_documents(&text, "t.yaml")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect();
+        assert_eq!(stream, vec![a.clone(), b]);
+        assert_eq!(read_stream("---\n---\n"), Some(vec![]));
+        let paths = "a: ./clusters/x\nb: ./\n";
+        assert_eq!(read_stream(paths), Some(vec![general(paths)]));
+        assert_eq!(general(paths), json!({"a": "./clusters/x", "b": "./"}));
+        assert_eq!(read(".inf: 1\n"), None);
+        let spellings = "a: True\nb: FALSE\nc: TRUE\nd: False\n";
+        assert_eq!(read_stream(spellings), Some(vec![general(spellings)]));
+        assert_eq!(
+            general(spellings),
+            json!({"a": true, "b": false, "c": true, "d": false})
+        );
+        assert_eq!(read_stream("kind: A\n# a comment\n"), None, "outside the subset");
+        assert_eq!(read_stream("kind: A"), None, "no final line break");
+        assert_eq!(read_stream("--- !tag\nkind: A\n"), None);
     }
 
     #[test]
