@@ -166,6 +166,7 @@ impl ObjectSet {
     /// were written. The last guard of `redact`: an object that holds a credential this
     /// process knows is refused, and nothing is written.
     pub fn write(self, repo: &git2::Repository) -> Result<usize> {
+        let started = std::time::Instant::now();
         if let Some((kind, _, oid)) = self
             .objects
             .par_iter()
@@ -186,11 +187,13 @@ impl ObjectSet {
             .into_iter()
             .filter(|(_, _, oid)| !odb.exists_ext(*oid, git2::OdbLookupFlags::NO_REFRESH))
             .collect();
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "objects: checked");
         if missing.is_empty() {
             return Ok(0);
         }
         let count = missing.len();
         let packed = compress_objects(&missing)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "objects: compressed");
         drop(missing);
         store_pack(&repo.commondir().join("objects").join("pack"), packed)
             .map_err(|e| Error::msg(format!("cannot write pack to the deploy repo: {e}")))?;

@@ -88,6 +88,7 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         }
     }
     drop(diff);
+    let started = std::time::Instant::now();
 
     // Every path must hold what the previous commit had there, before anything is written.
     // A new file in a directory that does not exist yet is known to be absent: one look at
@@ -120,6 +121,10 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         std::fs::create_dir_all(&path).map_err(|e| Error::msg(format!("cannot create {}: {e}", path.display())))?;
     }
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "work tree: paths checked"
+    );
     let git_dir = repo.path().to_path_buf();
     let written: Vec<(String, Oid, bool, std::fs::Metadata)> = steps
         .par_iter()
@@ -148,6 +153,10 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
     }
     remove_empty_dirs(&root, &removed);
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "work tree: files written"
+    );
     let mut index = repo.index()?;
     for path in &removed {
         // A path the index did not have is not an error: nothing to remove.
@@ -157,6 +166,10 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         index.add(&index_entry(path, *oid, *executable, meta))?;
     }
     index.write()?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "work tree: index written"
+    );
     Ok(Updated::Files {
         written: written.len(),
         removed: removed.len(),
