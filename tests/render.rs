@@ -847,6 +847,18 @@ fn the_work_tree_gets_only_the_changed_files_and_never_loses_a_local_edit() {
 }
 
 #[test]
+fn a_work_tree_with_line_ending_conversion_is_checked_out_by_libgit2() {
+    let w = Work::new("one-cluster/v1");
+    render(&w.src, &w.deploy, &[]);
+    git_in(&w.deploy, &["config", "core.autocrlf", "true"]);
+    w.overlay("one-cluster/v2");
+    render(&w.src, &w.deploy, &[]);
+    // Written by libgit2's checkout, which converts line endings as git would.
+    let web = std::fs::read_to_string(w.deploy.join("clusters/beta/web/deployment.apps_web.yaml")).unwrap();
+    assert!(web.contains("replicas: 5\r\n"), "{web:?}");
+}
+
+#[test]
 fn hand_edits_inside_a_cluster_directory_are_replaced_on_the_next_render() {
     let w = Work::new("pruning/v1");
     render(&w.src, &w.deploy, &[]);

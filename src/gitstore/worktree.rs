@@ -6,8 +6,9 @@
 //! Safety is per file instead of per tree: every path about to be written or removed must
 //! hold what the previous commit had there (or nothing, for a new file); if any does not
 //! (a local edit, an untracked file in the way), nothing is touched and the caller warns.
-//! Edits elsewhere in the work tree are left as they are. Trees with symlinks, submodules or
-//! type changes go to libgit2's checkout, which handles them.
+//! Edits elsewhere in the work tree are left as they are. Trees with symlinks, submodules,
+//! type changes or `.gitattributes`, and repos with `core.autocrlf`, go to libgit2's
+//! checkout, which handles them.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,15 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
     };
     let old_tree = old.map(|c| repo.find_commit(c).and_then(|c| c.tree())).transpose()?;
     let new_tree = repo.find_commit(new)?.tree()?;
+    // Files are written as stored; line-ending conversion and other filters are libgit2's.
+    let filtered = repo
+        .config()
+        .and_then(|c| c.get_string("core.autocrlf"))
+        .is_ok_and(|v| v != "false")
+        || new_tree.get_name(".gitattributes").is_some();
+    if filtered {
+        return Ok(Updated::Unsupported);
+    }
     let diff = repo.diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
     let mut steps = Vec::with_capacity(diff.deltas().len());
     for delta in diff.deltas() {
