@@ -126,6 +126,18 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
     if let Some(step) = in_the_way {
         return Ok(Updated::LocalChanges(step.path.clone()));
     }
+    // Removals first: a directory that becomes a file (or the reverse) needs the old one gone.
+    let mut removed = Vec::new();
+    for step in steps.iter().filter(|s| s.new.is_none()) {
+        let path = root.join(&step.path);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::msg(format!("cannot remove {}: {e}", path.display()))),
+        }
+        removed.push(step.path.as_str());
+    }
+    remove_empty_dirs(&root, &removed);
     for dir in &absent {
         let path = root.join(dir);
         std::fs::create_dir_all(&path).map_err(|e| Error::msg(format!("cannot create {}: {e}", path.display())))?;
@@ -151,17 +163,6 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
             },
         )
         .collect::<Result<_>>()?;
-    let mut removed = Vec::new();
-    for step in steps.iter().filter(|s| s.new.is_none()) {
-        let path = root.join(&step.path);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::msg(format!("cannot remove {}: {e}", path.display()))),
-        }
-        removed.push(step.path.as_str());
-    }
-    remove_empty_dirs(&root, &removed);
 
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
