@@ -10,6 +10,23 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The soft limit of open files raised to the hard one, as Go programs (kubectl, Flux) do:
+/// status collection keeps a connection open per cluster between rounds, and 10,000 clusters
+/// need more than the usual soft limit of 1,024.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // `starmap plan | head`: a closed pipe ends the program quietly, as it does `cat`,
     // instead of making println! fail.
@@ -17,6 +34,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    raise_open_file_limit();
     // A bug must still come out as one readable line and exit 1, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let what = info

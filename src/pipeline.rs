@@ -2,6 +2,7 @@
 //! load the source, render into the deploy repo, collect status. The controller is this
 //! pipeline on a timer; it must not re-implement any of it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::plan::{self, Plan};
 use crate::render::{self, Renderer};
 use crate::snapshot::{DeployState, StatusBranches};
 use crate::source::{Inventory, SourceTree, load_model};
-use crate::status::collect::{self, ArgoCdHub, ClusterOutcome, FluxObject, Options, Target};
+use crate::status::collect::{self, ArgoCdHub, ClusterOutcome, Connections, FluxObject, Options, Target};
 use crate::status::store::{self, RoundOutcome};
 use crate::summary;
 use crate::{Error, Result};
@@ -190,6 +191,9 @@ pub struct CollectSettings {
     pub concurrency: usize,
     pub timeout: Duration,
     pub retries: u32,
+    /// Clients kept from one round to the next; clones of the settings share them, so the
+    /// controller's rounds reuse their connections.
+    pub connections: Connections,
 }
 
 impl Default for CollectSettings {
@@ -198,9 +202,10 @@ impl Default for CollectSettings {
             kubeconfig: None,
             argocd_hub: None,
             clusters: Vec::new(),
-            concurrency: 16,
+            concurrency: collect::DEFAULT_CONCURRENCY,
             timeout: Duration::from_secs(20),
             retries: 2,
+            connections: Connections::default(),
         }
     }
 }
@@ -239,11 +244,13 @@ pub fn collect_status(
             return Err(Error::msg(format!("--cluster {c}: not in the deploy repo")));
         }
     }
+    let inventory: HashMap<&str, &crate::model::Cluster> =
+        model.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
     let targets: Vec<Target> = state
         .indexes
         .iter()
         .filter(|(name, _)| settings.clusters.is_empty() || settings.clusters.contains(name))
-        .map(|(name, index)| match model.clusters.iter().find(|c| &c.name == name) {
+        .map(|(name, index)| match inventory.get(name.as_str()) {
             Some(cluster) => Target::for_cluster(cluster, index.objects.clone()),
             None => Target::new(name.clone(), index.objects.clone()),
         })
@@ -270,13 +277,14 @@ pub fn collect_status(
     let outcomes = runtime.block_on(async {
         match &settings.argocd_hub {
             Some(hub) => collect::collect_argocd(&ArgoCdHub::from_config(hub, &model.config), &targets, &options).await,
-            None => collect::collect(targets, &options).await,
+            None => collect::collect_with(targets, &options, &settings.connections).await,
         }
     })?;
     let unreachable = outcomes.iter().filter(|o| o.seen().is_none()).count();
     tracing::info!(
         clusters = outcomes.len(),
         unreachable,
+        clients_built = settings.connections.built(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "collected"
     );

@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 use starmap::formats::index::{IndexEntry, parse_index};
 use starmap::formats::status::ClusterStatus;
 use starmap::health::Health;
-use starmap::status::collect::{ArgoCdHub, ClusterOutcome, FluxObject, Options, Target, collect, collect_argocd};
+use starmap::status::collect::{
+    ArgoCdHub, ClusterOutcome, Connections, FluxObject, Options, Target, collect, collect_argocd, collect_with,
+};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -518,20 +520,27 @@ async fn a_secrets_data_never_reaches_status() {
         ],
     );
     target.context = c1;
-    let outcomes = collect(vec![target], &fleet.options()).await.unwrap();
-    let s = seen(&outcomes[0]);
-    assert_eq!(
-        healths(s),
-        [
-            ("Secret/db".to_string(), Health::Healthy, String::new()),
-            ("Secret/absent".to_string(), Health::Missing, String::new())
-        ]
-    );
-    assert_eq!(s.objects[0].status, None);
-    let written = serde_json::to_string(s).unwrap();
-    let encoded = base64_of(PLAIN);
-    for needle in [PLAIN, encoded.as_str()] {
-        assert!(!written.contains(needle), "{needle} in {written}");
+    // A GET per Secret, and one metadata-only list for both.
+    for list_at in [0, 2] {
+        let options = Options {
+            list_at,
+            ..fleet.options()
+        };
+        let outcomes = collect(vec![target.clone()], &options).await.unwrap();
+        let s = seen(&outcomes[0]);
+        assert_eq!(
+            healths(s),
+            [
+                ("Secret/db".to_string(), Health::Healthy, String::new()),
+                ("Secret/absent".to_string(), Health::Missing, String::new())
+            ]
+        );
+        assert_eq!(s.objects[0].status, None);
+        let written = serde_json::to_string(s).unwrap();
+        let encoded = base64_of(PLAIN);
+        for needle in [PLAIN, encoded.as_str()] {
+            assert!(!written.contains(needle), "{needle} in {written}");
+        }
     }
 }
 
@@ -690,92 +699,156 @@ async fn argocd_hub_applications() {
     }
 }
 
-/// Wall time of one collection over 200 contexts (all pointing at the fleet's API servers), 20
-/// objects each. Run with
-/// `cargo test --release --test status_collect -- --ignored --nocapture measure`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "measurement, prints timings; needs the fleet (STARMAP_E2E_KUBECONFIG)"]
-async fn measure_200_contexts_20_objects() {
+/// A status without the time it was read, to compare two reads.
+fn timeless(mut s: ClusterStatus) -> ClusterStatus {
+    s.last_seen = None;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_per_kind_reads_what_a_get_per_object_reads() {
     let Some(fleet) = Fleet::from_env() else { return };
-    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: collect-bench}\n");
-    let mut objects = vec![];
-    for i in 0..5 {
-        yaml += &format!(
-            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d-{i}, namespace: collect-bench}}\n\
-             spec: {{replicas: 1, selector: {{matchLabels: {{app: d-{i}}}}}, template: {{metadata: {{labels: {{app: d-{i}}}}}, \
-             spec: {{containers: [{{name: c, image: nginx}}]}}}}}}\n"
-        );
-        objects.push(IndexEntry::new(
-            "apps/v1",
-            "Deployment",
-            Some("collect-bench"),
-            &format!("d-{i}"),
-        ));
-        yaml += &format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s-{i}, namespace: collect-bench}}\n\
-             spec: {{selector: {{app: d-{i}}}, ports: [{{port: 80}}]}}\n"
-        );
-        objects.push(IndexEntry::new(
-            "v1",
-            "Service",
-            Some("collect-bench"),
-            &format!("s-{i}"),
-        ));
-    }
-    for i in 0..10 {
-        yaml += &format!(
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: collect-bench}}\ndata: {{i: \"{i}\"}}\n"
-        );
-        objects.push(IndexEntry::new(
-            "v1",
-            "ConfigMap",
-            Some("collect-bench"),
-            &format!("cm-{i}"),
-        ));
-    }
-    assert_eq!(objects.len(), 20);
-    let distinct: std::collections::BTreeSet<&String> = fleet.contexts.iter().collect();
-    for c in &distinct {
-        fleet.apply(c, &yaml);
-    }
-    let aliases: Vec<(String, String)> = (0..200)
-        .map(|i| (format!("bench-{i:03}"), fleet.contexts[i % 2].clone()))
-        .collect();
-    let kubeconfig = fleet.kubeconfig_with(&aliases, &[]);
-    let targets: Vec<Target> = aliases
-        .iter()
-        .map(|(alias, _)| Target {
-            context: alias.clone(),
-            ..Target::new(alias.clone(), objects.clone())
-        })
-        .collect();
-    // Rounds as `<concurrency>x<object concurrency>`, e.g. STARMAP_COLLECT_ROUNDS=32x4,16x4.
-    let rounds = std::env::var("STARMAP_COLLECT_ROUNDS").unwrap_or_else(|_| "32x4,32x2,32x8,16x4,64x4".into());
-    for round in rounds.split(',') {
-        let (concurrency, object_concurrency) = round.split_once('x').expect("<n>x<m>");
-        let (concurrency, object_concurrency) = (concurrency.parse().unwrap(), object_concurrency.parse().unwrap());
+    let c1 = fleet.contexts[0].clone();
+    fleet.basic_objects(&c1);
+    let mut target = Target::new("edge-1", basic_index());
+    target.context = c1;
+    let read = |list_at: usize| {
         let options = Options {
-            kubeconfig: Some(kubeconfig.path().to_path_buf()),
-            concurrency,
-            object_concurrency,
+            list_at,
             ..fleet.options()
         };
-        for c in &distinct {
-            fleet.fresh_pods(c, "collect-bench");
+        let target = target.clone();
+        async move {
+            let connections = Connections::default();
+            let outcomes = collect_with(vec![target], &options, &connections).await.unwrap();
+            (timeless(seen(&outcomes[0]).clone()), connections.requests())
         }
-        let started = Instant::now();
-        let outcomes = collect(targets.clone(), &options).await.unwrap();
-        let elapsed = started.elapsed();
-        let healthy = outcomes
+    };
+    // list_at 1 lists every kind the cluster serves (the Namespace too: cluster-scoped);
+    // list_at 0 is a GET per object.
+    let ((listed, list_requests), (got, get_requests)) = (read(1).await, read(0).await);
+    assert_eq!(listed, got);
+    // Two ConfigMaps in one namespace: one list instead of two GETs, at least.
+    assert!(
+        list_requests < get_requests,
+        "{list_requests} requests with lists, {get_requests} without"
+    );
+    assert!(
+        healths(&listed).contains(&("Deployment/web".into(), Health::Healthy, String::new())),
+        "{:?}",
+        healths(&listed)
+    );
+    assert!(
+        healths(&listed)
             .iter()
-            .map(|o| seen(o).objects.iter().filter(|o| o.health == Health::Healthy).count())
-            .sum::<usize>();
-        println!(
-            "200 contexts ({} API servers) x 20 objects, concurrency {concurrency}, {object_concurrency} per cluster: {elapsed:.2?} \
-             ({:.1} clusters/s, {:.0} objects/s; {healthy} of 4000 objects Healthy)",
-            distinct.len(),
-            200.0 / elapsed.as_secs_f64(),
-            4000.0 / elapsed.as_secs_f64()
-        );
+            .any(|(o, h, _)| o == "ConfigMap/absent" && *h == Health::Missing)
+    );
+}
+
+/// A namespace with more ConfigMaps than one list page, and a user RBAC lets `get` but not
+/// `list`: both fall back to a GET per object and read the same status. Clients are kept
+/// across rounds and rebuilt when the credential changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crowded_namespaces_and_users_who_may_not_list_fall_back_to_gets() {
+    let Some(fleet) = Fleet::from_env() else { return };
+    let c1 = fleet.contexts[0].clone();
+    let ns = "collect-crowded";
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: v1\nkind: ServiceAccount\n\
+         metadata: {{name: getter, namespace: {ns}}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
+         metadata: {{name: get-only, namespace: {ns}}}\nrules: [{{apiGroups: [''], resources: [configmaps], verbs: [get]}}]\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: getter, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: get-only}}\n\
+         subjects: [{{kind: ServiceAccount, name: getter, namespace: {ns}}}]\n"
+    );
+    // 520 ConfigMaps: more than the 500 of one list page.
+    for i in 0..520 {
+        yaml += &format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:03}, namespace: {ns}}}\n");
     }
+    fleet.apply(&c1, &yaml);
+    let objects: Vec<IndexEntry> = ["cm-000", "cm-250", "cm-519", "cm-absent"]
+        .iter()
+        .map(|n| IndexEntry::new("v1", "ConfigMap", Some(ns), n))
+        .chain([IndexEntry::new("v1", "Secret", Some(ns), "not-allowed")])
+        .collect();
+    let expected = |as_getter: bool| {
+        let mut e: Vec<(String, Health)> = ["cm-000", "cm-250", "cm-519"]
+            .iter()
+            .map(|n| (format!("ConfigMap/{n}"), Health::Healthy))
+            .collect();
+        e.push(("ConfigMap/cm-absent".into(), Health::Missing));
+        // The getter may not read Secrets at all: Unknown. The admin finds none: Missing.
+        e.push((
+            "Secret/not-allowed".into(),
+            if as_getter { Health::Unknown } else { Health::Missing },
+        ));
+        e
+    };
+    let token = |fleet: &Fleet| {
+        fleet
+            .kubectl(&c1, &["create", "token", "getter", "-n", ns], None)
+            .trim()
+            .to_string()
+    };
+    let kubeconfig_for = |token: &str| {
+        let mut doc = fleet.doc.clone();
+        let cluster = fleet.context(&c1)["context"]["cluster"].clone();
+        doc["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "getter", "user": {"token": token}}));
+        doc["contexts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "getter", "context": {"cluster": cluster, "user": "getter"}}));
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(starmap::yaml::to_yaml_string(&doc).as_bytes()).unwrap();
+        file
+    };
+    let kubeconfig = kubeconfig_for(&token(&fleet));
+    let targets: Vec<Target> = [c1.as_str(), "getter"]
+        .iter()
+        .map(|context| Target {
+            context: context.to_string(),
+            ..Target::new(format!("as-{context}"), objects.clone())
+        })
+        .collect();
+    let options = Options {
+        kubeconfig: Some(kubeconfig.path().to_path_buf()),
+        list_at: 1,
+        ..fleet.options()
+    };
+    let connections = Connections::default();
+    let check = |outcomes: &[ClusterOutcome]| {
+        for (o, as_getter) in outcomes.iter().zip([false, true]) {
+            let got: Vec<(String, Health)> = healths(seen(o)).into_iter().map(|(n, h, _)| (n, h)).collect();
+            assert_eq!(got, expected(as_getter), "{}", o.cluster());
+        }
+        let secret = &seen(&outcomes[1]).objects[4];
+        assert!(secret.message.contains("forbidden"), "{}", secret.message);
+    };
+    check(&collect_with(targets.clone(), &options, &connections).await.unwrap());
+    assert_eq!((connections.len(), connections.built()), (2, 2));
+    let first_round = connections.requests();
+    // The next round reuses both clients, and what they discovered.
+    check(&collect_with(targets.clone(), &options, &connections).await.unwrap());
+    assert_eq!((connections.len(), connections.built()), (2, 2));
+    let second_round = connections.requests() - first_round;
+    assert!(
+        second_round < first_round,
+        "{second_round} requests, {first_round} in the first round"
+    );
+    // A new token for the getter: its client is rebuilt, the other one kept.
+    let rotated = kubeconfig_for(&token(&fleet));
+    let options = Options {
+        kubeconfig: Some(rotated.path().to_path_buf()),
+        ..options
+    };
+    check(&collect_with(targets.clone(), &options, &connections).await.unwrap());
+    assert_eq!((connections.len(), connections.built()), (2, 3));
+    // A round without the getter drops its client.
+    collect_with(targets[..1].to_vec(), &options, &connections)
+        .await
+        .unwrap();
+    assert_eq!((connections.len(), connections.built()), (1, 3));
 }

@@ -137,7 +137,7 @@ pub struct CollectArgs {
     #[arg(long = "cluster", short = 'c', value_name = "NAME")]
     pub clusters: Vec<String>,
     /// Clusters read at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = starmap::status::collect::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Time allowed per cluster, retries included (e.g. 20s, 1m).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]

@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "CONTEXT")]
     pub argocd_hub: Option<String>,
     /// Clusters read at once in a status round.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = starmap::status::collect::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Time allowed per cluster in a status round, retries included.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
@@ -203,6 +203,7 @@ fn resolve(
         concurrency,
         timeout: duration("timeout", "timeout", a.timeout, f.timeout)?,
         retries,
+        connections: Default::default(),
     };
     let webhook_secret = match (
         a.webhook_secret_file,
@@ -308,7 +309,7 @@ mod tests {
         assert_eq!(s.interval, Duration::from_secs(30));
         assert_eq!(s.status_interval, Duration::from_secs(60));
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.collect.concurrency, 16);
+        assert_eq!(s.collect.concurrency, 64);
         assert!(s.lease.is_none() && s.webhook_secret.is_none() && !s.target.push);
         let _ = Cli::try_parse_from(["starmap", "run", "--deploy", "/d"]).unwrap();
     }

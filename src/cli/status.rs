@@ -34,6 +34,7 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
         concurrency: a.concurrency,
         timeout: a.timeout,
         retries: a.retries,
+        connections: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_stack_size(crate::cli::THREAD_STACK)

@@ -1,13 +1,15 @@
 //! Talking to one API server: a client per kubeconfig context, every request bounded and
 //! retried, and errors turned into one readable line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kube::api::{Api, DynamicObject};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
 use kube::core::GroupVersion;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use kube::{Client, Config};
@@ -32,7 +34,14 @@ enum Classified {
     Final(Failure),
 }
 
-/// A client of one API server, with the request budget of [`Options`].
+/// How long a discovered group version is trusted by a kept client. A kind missing from the
+/// cached answer is discovered again at once, so the cache only delays noticing a kind that
+/// went away (its objects then read as 404, Missing, anyway).
+const DISCOVERY_TTL: Duration = Duration::from_secs(600);
+
+/// A client of one API server, with the request budget of [`Options`]. Kept across status
+/// rounds by [`super::Connections`]: its connections stay open (hyper's pool) and its TLS
+/// sessions resume, and what it discovered is remembered.
 pub(crate) struct Reader {
     pub client: Client,
     /// `https://host:port`, prefixed to transport errors.
@@ -40,7 +49,16 @@ pub(crate) struct Reader {
     retries: u32,
     backoff: Duration,
     attempt_timeout: Duration,
+    /// Group versions discovered, with when.
+    discovered: Mutex<HashMap<String, (Instant, Arc<Kinds>)>>,
+    /// (apiVersion, kind, namespace) whose list did not fit in one page: read with GETs.
+    crowded: Mutex<HashSet<ListKey>>,
+    /// Requests sent, retries included.
+    pub requests: AtomicUsize,
 }
+
+/// A kind in a namespace (`None`: cluster-scoped), as listed.
+pub(crate) type ListKey = (String, String, Option<String>);
 
 impl Reader {
     /// A client for `context` of `kubeconfig`; `Err` is the one-line reason it cannot be built
@@ -48,6 +66,11 @@ impl Reader {
     pub async fn new(kubeconfig: &Kubeconfig, context: &str, options: &Options) -> Result<Reader, String> {
         let narrowed =
             narrow(kubeconfig, context).ok_or_else(|| format!("no context {context:?} in the kubeconfig"))?;
+        Reader::connect(narrowed, context, options).await
+    }
+
+    /// A client for `context` of a kubeconfig narrowed to it ([`narrow_to`]).
+    pub async fn connect(narrowed: Kubeconfig, context: &str, options: &Options) -> Result<Reader, String> {
         let kopts = KubeConfigOptions {
             context: Some(context.to_string()),
             ..Default::default()
@@ -57,8 +80,11 @@ impl Reader {
             .map_err(|e| format!("kubeconfig context {context:?}: {}", error_chain(&e)))?;
         let attempt_timeout = attempt_timeout(options);
         config.connect_timeout = Some(attempt_timeout);
-        config.read_timeout = Some(attempt_timeout);
-        config.write_timeout = Some(attempt_timeout);
+        // No socket read or write timeout: `call` bounds every attempt, and a read timeout
+        // would also close an idle pooled connection after `attempt_timeout`, so the next
+        // round paid a TLS handshake again.
+        config.read_timeout = None;
+        config.write_timeout = None;
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let client = Client::try_from(config).map_err(|e| format!("{server}: {}", error_chain(&e)))?;
         Ok(Reader {
@@ -67,6 +93,9 @@ impl Reader {
             retries: options.retries,
             backoff: options.backoff,
             attempt_timeout,
+            discovered: Mutex::default(),
+            crowded: Mutex::default(),
+            requests: AtomicUsize::new(0),
         })
     }
 
@@ -81,6 +110,7 @@ impl Reader {
         let mut delays = crate::retry::requests(self.backoff, self.retries);
         let mut attempt = 0;
         loop {
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = match tokio::time::timeout(self.attempt_timeout, request()).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => classify(&e, &self.server),
@@ -105,17 +135,85 @@ impl Reader {
     }
 
     /// The kinds served under `api_version` (`v1`, `apps/v1`), by kind. `Err(NotFound)` when
-    /// the cluster does not serve that group version.
-    pub async fn kinds(&self, api_version: &str) -> Result<Kinds, Failure> {
+    /// the cluster does not serve that group version. An earlier answer is reused within
+    /// [`DISCOVERY_TTL`] when it has every kind of `wanted`.
+    pub async fn kinds(&self, api_version: &str, wanted: &[&str]) -> Result<Arc<Kinds>, Failure> {
+        if let Some((at, kinds)) = lock(&self.discovered).get(api_version)
+            && at.elapsed() < DISCOVERY_TTL
+            && wanted.iter().all(|k| kinds.contains_key(*k))
+        {
+            return Ok(kinds.clone());
+        }
         let gv: GroupVersion = api_version
             .parse()
             .map_err(|_| Failure::Object(format!("invalid apiVersion {api_version:?}")))?;
         let group = self.call(|| kube::discovery::pinned_group(&self.client, &gv)).await?;
-        Ok(group
-            .versioned_resources(&gv.version)
+        let kinds: Arc<Kinds> = Arc::new(
+            group
+                .versioned_resources(&gv.version)
+                .into_iter()
+                .map(|(ar, caps)| (ar.kind.clone(), (ar, caps)))
+                .collect(),
+        );
+        lock(&self.discovered).insert(api_version.to_string(), (Instant::now(), kinds.clone()));
+        Ok(kinds)
+    }
+
+    /// The objects of one kind in `namespace` (every namespace's for a cluster-scoped kind), by
+    /// name, from one page of at most `limit`; the flag says whether that page was all of them.
+    pub async fn list(
+        &self,
+        (resource, caps): &(ApiResource, ApiCapabilities),
+        namespace: Option<&str>,
+        limit: u32,
+    ) -> Result<(HashMap<String, Value>, bool), Failure> {
+        let api = self.api(resource, caps, namespace);
+        let params = ListParams::default().limit(limit);
+        let typed = |metadata: Value| serde_json::json!({"apiVersion": resource.api_version, "kind": resource.kind, "metadata": metadata});
+        let (items, next): (Vec<Value>, Option<String>) = if is_secret(resource) {
+            let list = self.call(|| api.list_metadata(&params)).await?;
+            let items = list
+                .items
+                .into_iter()
+                .map(|o| typed(serde_json::to_value(o.metadata).unwrap_or_default()))
+                .collect();
+            (items, list.metadata.continue_)
+        } else {
+            let list = self.call(|| api.list(&params)).await?;
+            let mut items = Vec::with_capacity(list.items.len());
+            for o in list.items {
+                let mut v =
+                    serde_json::to_value(o).map_err(|e| Failure::Object(format!("cannot read the object: {e}")))?;
+                // List items come without their type; a GET's object has it.
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("apiVersion".into(), resource.api_version.clone().into());
+                    map.insert("kind".into(), resource.kind.clone().into());
+                }
+                items.push(v);
+            }
+            (items, list.metadata.continue_)
+        };
+        let by_name = items
             .into_iter()
-            .map(|(ar, caps)| (ar.kind.clone(), (ar, caps)))
-            .collect())
+            .filter_map(|v| Some((v.pointer("/metadata/name")?.as_str()?.to_string(), v)))
+            .collect();
+        Ok((by_name, next.is_none_or(|c| c.is_empty())))
+    }
+
+    /// Whether the list of `key` did not fit in one page before.
+    pub fn crowded(&self, key: &ListKey) -> bool {
+        lock(&self.crowded).contains(key)
+    }
+
+    pub fn mark_crowded(&self, key: ListKey) {
+        lock(&self.crowded).insert(key);
+    }
+
+    fn api(&self, resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
+        match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace.unwrap_or("default"), resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), resource),
+        }
     }
 
     /// The live object, `None` when it does not exist.
@@ -125,13 +223,8 @@ impl Reader {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, Failure> {
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace.unwrap_or("default"), resource),
-            Scope::Cluster => Api::all_with(self.client.clone(), resource),
-        };
-        // A Secret's data never leaves the cluster: its metadata is all status needs (a
-        // Secret has no status, and exists or not).
-        let object = if resource.group.is_empty() && resource.kind == "Secret" {
+        let api = self.api(resource, caps, namespace);
+        let object = if is_secret(resource) {
             self.call(|| api.get_metadata(name)).await.map(|meta| {
                 serde_json::json!({
                     "apiVersion": resource.api_version,
@@ -155,9 +248,20 @@ impl Reader {
 /// The resources of one group version, by kind.
 pub(crate) type Kinds = HashMap<String, (ApiResource, ApiCapabilities)>;
 
+/// A Secret's data never leaves the cluster: its metadata is all status needs (a Secret has
+/// no status, and exists or not).
+fn is_secret(resource: &ApiResource) -> bool {
+    resource.group.is_empty() && resource.kind == "Secret"
+}
+
+/// A poisoned lock only means another task panicked mid-update of a cache: use it anyway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What each request may take: the cluster's timeout shared by the attempts (at least 1 s),
 /// so a hung request is retried before the cluster's time runs out.
-fn attempt_timeout(options: &Options) -> Duration {
+pub(crate) fn attempt_timeout(options: &Options) -> Duration {
     let attempts = options.retries.saturating_add(1);
     (options.timeout / attempts)
         .max(Duration::from_secs(1))
@@ -169,31 +273,39 @@ fn attempt_timeout(options: &Options) -> Duration {
 /// embedded certificates).
 fn narrow(kubeconfig: &Kubeconfig, context: &str) -> Option<Kubeconfig> {
     let ctx = kubeconfig.contexts.iter().find(|c| c.name == context)?;
-    let (cluster, user) = match &ctx.context {
+    let (cluster, user) = context_refs(ctx);
+    let cluster = kubeconfig.clusters.iter().find(|c| Some(c.name.as_str()) == cluster);
+    let user = kubeconfig.auth_infos.iter().find(|a| Some(a.name.as_str()) == user);
+    Some(narrow_to(kubeconfig, ctx, cluster, user))
+}
+
+/// The names of the cluster and the user a context refers to.
+pub(crate) fn context_refs(ctx: &NamedContext) -> (Option<&str>, Option<&str>) {
+    match &ctx.context {
         Some(c) => (Some(c.cluster.as_str()), c.user.as_deref()),
         None => (None, None),
-    };
-    Some(Kubeconfig {
+    }
+}
+
+/// A kubeconfig of one context with its cluster and user (the first of each name, as kube
+/// merges kubeconfigs).
+pub(crate) fn narrow_to(
+    kubeconfig: &Kubeconfig,
+    ctx: &NamedContext,
+    cluster: Option<&NamedCluster>,
+    user: Option<&NamedAuthInfo>,
+) -> Kubeconfig {
+    Kubeconfig {
         preferences: None,
-        clusters: kubeconfig
-            .clusters
-            .iter()
-            .filter(|c| Some(c.name.as_str()) == cluster)
-            .cloned()
-            .collect(),
-        auth_infos: kubeconfig
-            .auth_infos
-            .iter()
-            .filter(|a| Some(a.name.as_str()) == user)
-            .cloned()
-            .collect(),
+        clusters: cluster.into_iter().cloned().collect(),
+        auth_infos: user.into_iter().cloned().collect(),
         contexts: vec![ctx.clone()],
-        current_context: Some(context.to_string()),
+        current_context: Some(ctx.name.clone()),
         extensions: None,
         kind: kubeconfig.kind.clone(),
         api_version: kubeconfig.api_version.clone(),
         other: Default::default(),
-    })
+    }
 }
 
 /// The API server URL of `context`, for messages.
