@@ -9,7 +9,9 @@
 //! ```
 //!
 //! `helm` is taken from STARMAP_HELM, PATH, or `~/.cache/starmap-tools/bin` (where `.ci/run`
-//! installs it).
+//! installs it); `tools/helm-library` from STARMAP_HELM_LIBRARY or the same directory (where
+//! `.ci/run` builds it): with it, the cold render with Helm's library in one process is
+//! measured too, and its output compared with helm's.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -83,9 +85,14 @@ fn main() {
         git(tmp.path(), &["init", "-q", "--bare", "-b", "main", name]);
         tmp.path().join(name)
     };
-    let render = |label: &str, deploy: &Path, cache: &Path, threads: Option<usize>| -> (Duration, String) {
+    let library = std::env::var_os("STARMAP_HELM_LIBRARY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/starmap-tools/bin/helm-library")))
+        .filter(|p| p.is_file());
+    let render_with = |label: &str, deploy: &Path, cache: &Path, threads: Option<usize>, library: Option<&Path>| {
         let mut cmd = Command::new(starmap);
         cmd.env("STARMAP_HELM", &helm)
+            .env_remove("STARMAP_HELM_LIBRARY")
             .env("STARMAP_BUILD_CACHE", cache)
             .args(["render", "--source"])
             .arg(&src)
@@ -93,6 +100,9 @@ fn main() {
             .arg(deploy);
         if let Some(n) = threads {
             cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
+        if let Some(library) = library {
+            cmd.env("STARMAP_HELM_LIBRARY", library);
         }
         let (t, rss, out) = measure(&mut cmd);
         eprintln!(
@@ -102,6 +112,9 @@ fn main() {
             out.lines().last().unwrap_or("")
         );
         (t, out)
+    };
+    let render = |label: &str, deploy: &Path, cache: &Path, threads: Option<usize>| -> (Duration, String) {
+        render_with(label, deploy, cache, threads, None)
     };
 
     eprintln!(
@@ -118,6 +131,35 @@ fn main() {
             &cache,
             Some(threads),
         );
+    }
+    match &library {
+        Some(library) => {
+            let deploy = fresh_deploy("deploy-library.git");
+            let cache = tmp.path().join("cache-library");
+            render_with(
+                "cold, Helm's library in one process",
+                &deploy,
+                &cache,
+                None,
+                Some(library),
+            );
+            let tree_of = |repo: &str| {
+                let out = Command::new("git")
+                    .args(["--git-dir", repo, "rev-parse", "main^{tree}"])
+                    .current_dir(tmp.path())
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            };
+            assert_eq!(
+                tree_of("deploy-library.git"),
+                tree_of("deploy-1.git"),
+                "Helm's library renders what helm template renders"
+            );
+        }
+        None => {
+            eprintln!("skipped: cold with Helm's library (tools/helm-library is not built; bash .ci/run builds it)")
+        }
     }
     let deploy = fresh_deploy("deploy.git");
     let cache = tmp.path().join("cache");

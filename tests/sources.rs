@@ -193,6 +193,83 @@ fn helm_chart_runs_helm_template_once_per_distinct_values() {
     common::kustomize_build_ok(&deploy.join("clusters/store-000"), "clusters/store-000");
 }
 
+/// `tools/helm-library` (Helm's own library in one process): `STARMAP_HELM_LIBRARY`, or where
+/// `.ci/run` builds it. Skipped, saying so, when missing, unless STARMAP_REQUIRE_TOOLS is set.
+fn helm_library() -> Option<PathBuf> {
+    let found = std::env::var_os("STARMAP_HELM_LIBRARY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/starmap-tools/bin/helm-library")))
+        .filter(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("STARMAP_REQUIRE_TOOLS").is_none(),
+            "helm-library is required (STARMAP_REQUIRE_TOOLS) but not found"
+        );
+        println!(
+            "skipped: tools/helm-library is not built here (bash .ci/run builds it into ~/.cache/starmap-tools/bin)"
+        );
+    }
+    found
+}
+
+/// With `STARMAP_HELM_LIBRARY`, one helm-library process renders every value set the cache
+/// lacks, byte for byte as `helm template` does, and runs no helm; a set it cannot render goes
+/// to `helm template`, so the error is helm's own, word for word.
+#[test]
+fn helm_library_renders_what_helm_template_renders() {
+    let (Some(helm), Some(library)) = (helm(), helm_library()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    copy_dir(&data("sources/helm"), &src);
+    std::fs::write(src.join("clusters.yaml"), hundred_clusters()).unwrap();
+    let (wrapper, log) = counting_wrapper(tmp.path(), &helm);
+    let render = |deploy: &str, with_library: bool| {
+        let mut cmd = starmap();
+        cmd.env("STARMAP_HELM", &wrapper).env("STARMAP_BUILD_CACHE", "off");
+        if with_library {
+            cmd.env("STARMAP_HELM_LIBRARY", &library);
+        }
+        let deploy = tmp.path().join(deploy);
+        let out = cmd
+            .args(["render", "--source"])
+            .arg(&src)
+            .arg("--deploy")
+            .arg(&deploy)
+            .output()
+            .unwrap();
+        (out, deploy)
+    };
+
+    let (out, by_helm) = render("by-helm", false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(take_runs(&log).len(), 3);
+    let (out, by_library) = render("by-library", true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        take_runs(&log),
+        Vec::<String>::new(),
+        "the library rendered every set: no helm run"
+    );
+    assert_eq!(tree_files(&by_library, "main"), tree_files(&by_helm, "main"));
+
+    // Large stores fail the chart: the library renders the other two sets, helm the failing one.
+    std::fs::write(
+        src.join("charts/web/templates/guard.yaml"),
+        "{{ if eq .Values.size \"large\" }}{{ fail \"large stores are not supported yet\" }}{{ end }}\n",
+    )
+    .unwrap();
+    let (by_helm, _) = render("failing-by-helm", false);
+    assert_eq!(take_runs(&log).len(), 3);
+    let (by_library, _) = render("failing-by-library", true);
+    assert_eq!(take_runs(&log).len(), 1, "only the failing set runs helm");
+    let stderr = String::from_utf8_lossy(&by_library.stderr);
+    assert_eq!(by_library.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("large stores are not supported yet"), "{stderr}");
+    assert_eq!(stderr, String::from_utf8_lossy(&by_helm.stderr));
+}
+
 /// The build cache (README, "Build cache"): a render with nothing new runs no `helm template`,
 /// one cluster with new values runs one, a damaged entry is rebuilt rather than trusted, and
 /// `STARMAP_BUILD_CACHE=off` runs every set again. The output is the same throughout.

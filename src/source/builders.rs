@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::build_cache::BuildCache;
-use super::tools::Tool;
+use super::tools::{HelmLibrary, Tool};
 use super::tree::{Checkout, OnDisk, SourceTree};
 use crate::error::{Error, Location, Result};
 use crate::model::{Cluster, Workload};
@@ -121,6 +121,12 @@ impl Builds {
         if let Some(found) = key.as_deref().and_then(|k| self.cache.get(k)) {
             return Ok(found);
         }
+        self.build(key, build)
+    }
+
+    /// Runs `build` on the source on disk and keeps its output under `key`, without looking
+    /// in the cache first (the caller did).
+    fn build(&self, key: Option<String>, build: impl FnOnce(&Checkout) -> Result<String>) -> Result<String> {
         let output = build(self.checkout()?)?;
         if let Some(key) = key {
             self.cache.put(&key, &output);
@@ -275,11 +281,12 @@ impl Chart {
     pub fn render(&self, builds: &Builds, clusters: &[Cluster]) -> Result<Vec<Workload>> {
         let sets = self.value_sets(clusters)?;
         let tool = Tool::helm(&self.shown)?;
-        let identity = tool.identity();
+        let library = HelmLibrary::from_env();
+        let identity = library.as_ref().map_or_else(|| tool.identity(), HelmLibrary::identity);
         let inputs = builds.source.digest(&self.inputs)?;
-        let rendered: Vec<Result<Vec<Workload>>> = sets
-            .par_iter()
-            .map(|(values, members)| {
+        let keyed: Vec<(String, String)> = sets
+            .iter()
+            .map(|(values, _)| {
                 let values = serde_json::to_string(values).unwrap_or_default();
                 let key = BuildCache::key(&[
                     b"helm template",
@@ -289,19 +296,46 @@ impl Chart {
                     self.namespace.as_bytes(),
                     values.as_bytes(),
                 ]);
-                let output = builds.output(Some(key), |checkout| {
-                    let mut file =
-                        tempfile::NamedTempFile::new().map_err(|e| Error::msg(format!("temporary file: {e}")))?;
-                    std::io::Write::write_all(&mut file, values.as_bytes())
-                        .map_err(|e| Error::msg(format!("temporary file: {e}")))?;
-                    tool.helm_template(
-                        &checkout.path().join(&self.dir),
-                        &self.release,
-                        &self.namespace,
-                        file.path(),
-                        &self.shown,
-                    )
-                })?;
+                (values, key)
+            })
+            .collect();
+        let mut outputs: Vec<Option<String>> = keyed.par_iter().map(|(_, key)| builds.cache.get(key)).collect();
+        // With Helm's library, one process renders every set the cache lacks.
+        let missing: Vec<usize> = (0..keyed.len()).filter(|&i| outputs[i].is_none()).collect();
+        if let Some(library) = &library
+            && !missing.is_empty()
+        {
+            let values: Vec<&str> = missing.iter().map(|&i| keyed[i].0.as_str()).collect();
+            let dir = builds.checkout()?.path().join(&self.dir);
+            let rendered = library.render_many(&dir, &self.release, &self.namespace, &values, &self.shown)?;
+            for (&i, output) in missing.iter().zip(rendered) {
+                if let Some(output) = output {
+                    builds.cache.put(&keyed[i].1, &output);
+                    outputs[i] = Some(output);
+                }
+            }
+        }
+        let rendered: Vec<Result<Vec<Workload>>> = sets
+            .par_iter()
+            .zip(keyed.par_iter())
+            .zip(outputs.into_par_iter())
+            .map(|(((_, members), (values, key)), output)| {
+                let output = match output {
+                    Some(output) => output,
+                    None => builds.build(Some(key.clone()), |checkout| {
+                        let mut file =
+                            tempfile::NamedTempFile::new().map_err(|e| Error::msg(format!("temporary file: {e}")))?;
+                        std::io::Write::write_all(&mut file, values.as_bytes())
+                            .map_err(|e| Error::msg(format!("temporary file: {e}")))?;
+                        tool.helm_template(
+                            &checkout.path().join(&self.dir),
+                            &self.release,
+                            &self.namespace,
+                            file.path(),
+                            &self.shown,
+                        )
+                    })?,
+                };
                 let docs = yaml::parse_documents(&output, &format!("{} (helm template output)", self.shown))?;
                 let mut mask = vec![false; clusters.len()];
                 for &m in members {

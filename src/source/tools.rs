@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -106,6 +106,68 @@ impl Tool {
             .arg("--values")
             .arg(values);
         run(cmd, shown, "helm template")
+    }
+}
+
+/// Helm's own library in one long-lived process (`tools/helm-library`, named by
+/// `STARMAP_HELM_LIBRARY`): renders many value sets of a chart at once, each byte for byte as
+/// `helm template` prints it, without a helm process per set.
+pub struct HelmLibrary {
+    program: OsString,
+}
+
+impl HelmLibrary {
+    pub fn from_env() -> Option<HelmLibrary> {
+        std::env::var_os("STARMAP_HELM_LIBRARY")
+            .filter(|p| !p.is_empty())
+            .map(|program| HelmLibrary { program })
+    }
+
+    /// Who renders, for the build cache's keys.
+    pub fn identity(&self) -> String {
+        format!(
+            "{} helm-library",
+            super::build_cache::tool_identity(Path::new(&self.program))
+        )
+    }
+
+    /// Each value set's output (`values` are YAML or JSON texts), `None` for a set it could not
+    /// render: `helm template` then runs for that set, so its error is helm's own. `Err` when
+    /// the helper cannot run at all.
+    pub fn render_many(
+        &self,
+        dir: &Path,
+        release: &str,
+        namespace: &str,
+        values: &[&str],
+        shown: &str,
+    ) -> Result<Vec<Option<String>>> {
+        let io = |e: std::io::Error| Error::at(Location::new(shown, 0), format!("helm-library: {e}"));
+        let work = tempfile::tempdir().map_err(io)?;
+        let (inputs, outputs) = (work.path().join("values"), work.path().join("out"));
+        std::fs::create_dir(&inputs).map_err(io)?;
+        std::fs::create_dir(&outputs).map_err(io)?;
+        let name = |i: usize| format!("{i:07}.yaml");
+        for (i, v) in values.iter().enumerate() {
+            std::fs::write(inputs.join(name(i)), v).map_err(io)?;
+        }
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("-workers")
+            .arg(workers.to_string())
+            .arg(release)
+            .arg(namespace)
+            .arg(dir)
+            .arg(&inputs)
+            .arg(&outputs);
+        run(cmd, shown, "helm-library")?;
+        Ok((0..values.len())
+            .map(|i| {
+                let file: PathBuf = outputs.join(name(i));
+                let small = std::fs::metadata(&file).is_ok_and(|m| m.len() <= MAX_TOOL_OUTPUT);
+                small.then(|| std::fs::read_to_string(&file).ok()).flatten()
+            })
+            .collect())
     }
 }
 

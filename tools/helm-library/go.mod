@@ -2,7 +2,10 @@ module starmap.dev/bench/helm-library
 
 go 1.23.0
 
-require helm.sh/helm/v3 v3.17.3
+require (
+	github.com/pkg/errors v0.9.1
+	helm.sh/helm/v3 v3.17.3
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
@@ -88,7 +91,6 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.0 // indirect
 	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
-	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_golang v1.19.1 // indirect
 	github.com/prometheus/client_model v0.6.1 // indirect
 	github.com/prometheus/common v0.55.0 // indirect

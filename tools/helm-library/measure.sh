@@ -87,7 +87,7 @@ for w in 1 2 4; do
   out=$work/library-w$w
   mkdir -p "$out"
   start=$(date +%s.%N)
-  "$work/helm-library" -workers "$w" store-app store "$chart" "$out" "$work"/values/*.yaml
+  "$work/helm-library" -workers "$w" store-app store "$chart" "$work/values" "$out"
   echo "Helm's library, one process, $w value sets at a time: $(seconds "$start") s"
 done
 for d in "$work"/helm-p2 "$work"/helm-p4 "$work"/helm-p8 "$work"/library-w*; do
