@@ -27,6 +27,7 @@ pub mod model;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;
+pub mod progress;
 pub mod redact;
 pub mod render;
 pub mod retry;

@@ -822,3 +822,250 @@ fn status_health_prints_each_objects_health_and_message() {
         "{stdout}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// -o yaml, build, completion, man
+// ---------------------------------------------------------------------------------------
+
+fn yaml_of(stdout: &str) -> Value {
+    let mut docs =
+        starmap::yaml::parse_documents(stdout, "stdout").unwrap_or_else(|e| panic!("not YAML ({e}):\n{stdout}"));
+    assert_eq!(docs.len(), 1, "one document:\n{stdout}");
+    docs.remove(0).value
+}
+
+#[test]
+fn yaml_output_is_the_json_output_in_yaml() {
+    let p = planned();
+    let fixtures = fixtures();
+    let commands: Vec<Vec<OsString>> = vec![
+        p.plan(&[]),
+        args(&[&"explain", &"--source", &fixtures, &"--cluster", &"store-0042"]),
+        args(&[&"validate", &"--source", &fixtures]),
+        args(&[
+            &"status",
+            &"health",
+            &common::shared_data("health/testdata/deployment-degraded.yaml"),
+            &common::shared_data("health/testdata/pvc-pending.yaml"),
+        ]),
+    ];
+    for command in commands {
+        let with = |format: &str| {
+            let mut a = command.clone();
+            a.extend(["-o".into(), format.into()]);
+            run_ok(&a)
+        };
+        let (json, yaml) = (with("json"), with("yaml"));
+        assert_eq!(yaml_of(&yaml), json_of(&json), "{command:?}");
+        assert!(!yaml.trim_start().starts_with('{'), "block YAML, not JSON:\n{yaml}");
+    }
+}
+
+#[test]
+fn build_prints_the_files_a_render_writes_for_the_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = tmp.path().join("deploy");
+    let fixtures = fixtures();
+    run_ok(&args(&[&"render", &"--source", &fixtures, &"--deploy", &deploy]));
+    let files = tree_files(&deploy, "main");
+    let dir = "clusters/store-0042";
+    let kustomization = yaml_of(&files[&format!("{dir}/kustomization.yaml")]);
+    let resources: Vec<&str> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(resources.len() > 3, "{resources:?}");
+    let expected: Vec<&str> = resources
+        .iter()
+        .map(|r| files[&format!("{dir}/{r}")].as_str())
+        .collect();
+
+    let built = run_ok(&args(&[&"build", &"--source", &fixtures, &"--cluster", &"store-0042"]));
+    assert_eq!(built, expected.join("---\n"));
+    // Every document of the stream is an object kubectl reads.
+    let docs = starmap::yaml::parse_documents(&built, "build").unwrap();
+    assert_eq!(docs.len(), resources.len());
+    assert!(docs.iter().all(|d| d.value["kind"].is_string()));
+
+    // One object: exactly its file.
+    let deployment = resources
+        .iter()
+        .find(|r| r.contains("deployment.apps_"))
+        .expect("a Deployment on store-0042");
+    let object = yaml_of(&files[&format!("{dir}/{deployment}")]);
+    let filter = format!(
+        "Deployment/{}/{}",
+        object["metadata"]["namespace"].as_str().unwrap(),
+        object["metadata"]["name"].as_str().unwrap()
+    );
+    let one = run_ok(&args(&[
+        &"build",
+        &"--source",
+        &fixtures,
+        &"--cluster",
+        &"store-0042",
+        &"--object",
+        &filter,
+    ]));
+    assert_eq!(one, files[&format!("{dir}/{deployment}")]);
+
+    let err = text(&run_code_err(&args(&[
+        &"build",
+        &"--source",
+        &fixtures,
+        &"--cluster",
+        &"nowhere",
+    ])));
+    assert!(err.contains("cluster \"nowhere\" is not in the inventory"), "{err}");
+    let err = text(&run_code_err(&args(&[
+        &"build",
+        &"--source",
+        &fixtures,
+        &"--cluster",
+        &"store-0042",
+        &"--object",
+        &"Deployment/x/none",
+    ])));
+    assert!(
+        err.contains("--object \"Deployment/x/none\": not on cluster store-0042"),
+        "{err}"
+    );
+}
+
+/// Exit 1, nothing on stdout; returns stderr.
+fn run_code_err<S: AsRef<OsStr>>(args: &[S]) -> Vec<u8> {
+    let out = run(args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(args, &out));
+    assert!(out.stdout.is_empty(), "{}", describe(args, &out));
+    out.stderr
+}
+
+#[test]
+fn completion_scripts_and_the_manual_page() {
+    let bash = run_ok(&["completion", "bash"]);
+    assert!(bash.contains("_starmap()") && bash.contains("build"), "{bash}");
+    // The real bash reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("starmap.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let checked = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(run_ok(&["completion", "zsh"]).starts_with("#compdef starmap"));
+    assert!(run_ok(&["completion", "fish"]).contains("complete -c starmap"));
+    let man = run_ok(&["man"]);
+    assert!(man.contains(".TH starmap 1"), "{man}");
+    assert!(man.contains("render") && man.contains("status"), "{man}");
+    let err = text(&run_code_err(&["completion", "powershell"]));
+    assert!(err.contains("invalid value"), "{err}");
+}
+
+#[test]
+fn plan_and_explain_narrow_to_clusters_named_or_globbed() {
+    let p = planned();
+    let clusters_of = |extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["-o", "json"];
+        a.extend(extra);
+        let v = json_of(&run_ok(&p.plan(&a)));
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cluster"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(clusters_of(&[]), ["c-one", "c-three", "c-two"]);
+    assert_eq!(clusters_of(&["--cluster", "c-t*"]), ["c-three", "c-two"]);
+    assert_eq!(clusters_of(&["-c", "c-one", "-c", "c-two"]), ["c-one", "c-two"]);
+    let err = text(&run_code_err(&p.plan(&["--cluster", "c-nine"])));
+    assert!(err.contains("cluster \"c-nine\" is not in the inventory"), "{err}");
+    let err = text(&run_code_err(&p.plan(&["--cluster", "x-*"])));
+    assert!(err.contains("--cluster \"x-*\": matches no cluster"), "{err}");
+    assert!(!run_code(2, &p.plan(&["--detailed-exitcode", "-c", "c-one"])).is_empty());
+
+    let fixtures = fixtures();
+    let explain = |clusters: &[&str]| {
+        let mut a = args(&[&"explain", &"--source", &fixtures, &"-o", &"json"]);
+        for c in clusters {
+            a.extend(["--cluster".into(), OsString::from(c)]);
+        }
+        json_of(&run_ok(&a))
+    };
+    let one = explain(&["store-0042"]);
+    assert_eq!(one["cluster"], json!("store-0042"), "one cluster named: one object");
+    let stores = explain(&["store-*"]);
+    let names: Vec<&str> = stores
+        .as_array()
+        .expect("a glob: a list")
+        .iter()
+        .map(|e| e["cluster"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.len() > 2 && names.iter().all(|n| n.starts_with("store-")),
+        "{names:?}"
+    );
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    assert_eq!(stores[0], explain(&[names[0]]));
+    let text_out = run_ok(&args(&[
+        &"explain",
+        &"--source",
+        &fixtures,
+        &"-c",
+        &"store-0042",
+        &"-c",
+        &names[1],
+    ]));
+    assert_eq!(
+        text_out.matches("\ncluster ").count() + usize::from(text_out.starts_with("cluster ")),
+        2,
+        "{text_out}"
+    );
+}
+
+/// Progress bars appear on a terminal (a real pseudo-terminal from util-linux `script`), and
+/// never in a pipe or with `-o json`.
+#[test]
+fn progress_bars_on_a_terminal_never_in_a_pipe() {
+    let bin = assert_cmd::cargo::cargo_bin("starmap");
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = fixtures();
+    let on_a_terminal = |deploy: &str, extra: &str| -> String {
+        let command = format!(
+            "{} render --source {} --deploy {} {extra}",
+            bin.display(),
+            fixtures.display(),
+            tmp.path().join(deploy).display()
+        );
+        let out = Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("STARMAP_PROGRESS_AFTER_MS", "0")
+            .env("STARMAP_BUILD_CACHE", "off")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@starmap.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@starmap.invalid")
+            .output()
+            .expect("util-linux `script` runs");
+        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    let terminal = on_a_terminal("tty", "");
+    assert!(terminal.contains("rendering clusters"), "{terminal}");
+    assert!(terminal.contains("committed"), "{terminal}");
+    let json = on_a_terminal("tty-json", "-o json");
+    assert!(!json.contains("rendering clusters"), "{json}");
+
+    let piped = starmap()
+        .env("STARMAP_PROGRESS_AFTER_MS", "0")
+        .args(["render", "--source"])
+        .arg(&fixtures)
+        .arg("--deploy")
+        .arg(tmp.path().join("piped"))
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    for stream in [&piped.stdout, &piped.stderr] {
+        assert!(!text(stream).contains("rendering clusters"), "{}", text(stream));
+    }
+}

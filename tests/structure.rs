@@ -26,7 +26,7 @@ use syn::visit::Visit;
 /// ARCHITECTURE.md draws the same picture; keep them together.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no other module of the crate.
-    &["redact", "time", "retry", "health", "cel"],
+    &["redact", "time", "retry", "health", "cel", "progress"],
     &["error"],
     &["yaml"],
     // What a user writes: starmap.yaml, the spec kinds, the template language.
@@ -51,8 +51,8 @@ const LAYERS: &[&[&str]] = &[
 
 /// Modules that must do no I/O: a model in, a value out.
 const PURE: &[&str] = &[
-    "redact", "error", "retry", "health", "cel", "yaml", "config", "spec", "template", "secrets", "model", "formats",
-    "plan", "render", "gitops", "rollout", "summary", "explain", "desired",
+    "redact", "progress", "error", "retry", "health", "cel", "yaml", "config", "spec", "template", "secrets", "model",
+    "formats", "plan", "render", "gitops", "rollout", "summary", "explain", "desired",
 ];
 
 /// Path prefixes that mean I/O (or a crate that does it), and identifiers that read the clock.

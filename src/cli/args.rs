@@ -39,8 +39,17 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+    /// The same data as `json`, as YAML.
+    Yaml,
     /// For a pull-request comment (plan only).
     Markdown,
+}
+
+impl OutputFormat {
+    /// `json` or `yaml`: data for machines rather than text for people.
+    pub fn is_data(self) -> bool {
+        matches!(self, OutputFormat::Json | OutputFormat::Yaml)
+    }
 }
 
 #[derive(Subcommand)]
@@ -65,6 +74,12 @@ pub enum Command {
         starmap explain --source ./fixtures --cluster store-0042 --object Deployment/pos/pos-backend\n  \
         starmap explain --source ./fixtures --cluster lab-1 --object Namespace/pos -o json")]
     Explain(ExplainArgs),
+    /// Print one cluster's rendered objects as a YAML stream, touching no repo.
+    #[command(after_help = "Examples:\n  \
+        starmap build --source ./fixtures --cluster store-0042\n  \
+        starmap build --source ./fixtures --cluster store-0042 --object Deployment/pos/pos-backend\n  \
+        starmap build --source . --cluster store-0042 | kubectl diff -f -")]
+    Build(BuildArgs),
     /// Check specs and render every cluster in memory, writing nothing.
     #[command(after_help = "Examples:\n  \
         starmap validate --source ./fixtures\n  \
@@ -82,6 +97,26 @@ pub enum Command {
         --deploy https://git.example.com/platform/deploy.git --push --webhook-secret-file ./secret\n  \
         starmap run --config /etc/starmap/run.yaml --leader-elect   # several replicas, one works")]
     Run(super::run::RunArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+        source <(starmap completion bash)\n  \
+        starmap completion zsh > \"${fpath[1]}/_starmap\"\n  \
+        starmap completion fish > ~/.config/fish/completions/starmap.fish")]
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff), for `man`.
+    #[command(after_help = "Examples:\n  \
+        starmap man > /usr/local/share/man/man1/starmap.1 && man starmap")]
+    Man,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +281,10 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes, 0 when there are none (1 stays "error").
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Only these clusters (repeatable; globs such as `store-00*`): the report and the exit
+    /// code concern their directories alone, not the fleet-wide files.
+    #[arg(long = "cluster", short = 'c', value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -254,9 +293,10 @@ pub struct PlanArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// The cluster to explain.
-    #[arg(long, short = 'c')]
-    pub cluster: String,
+    /// The cluster to explain (repeatable; globs such as `store-00*`). `-o json` gives one
+    /// object for one cluster named exactly, else a list, as `kubectl get` does.
+    #[arg(long = "cluster", short = 'c', value_name = "NAME", required = true)]
+    pub clusters: Vec<String>,
     /// Only this object: KIND/NAME or KIND/NAMESPACE/NAME.
     #[arg(long)]
     pub object: Option<String>,
@@ -267,6 +307,18 @@ pub struct ExplainArgs {
     pub branch: String,
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The cluster whose objects to print.
+    #[arg(long, short = 'c')]
+    pub cluster: String,
+    /// Only this object: KIND/NAME or KIND/NAMESPACE/NAME.
+    #[arg(long)]
+    pub object: Option<String>,
 }
 
 #[derive(Args)]

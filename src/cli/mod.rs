@@ -20,6 +20,7 @@ macro_rules! out {
 mod args;
 mod check;
 mod output;
+mod progress;
 mod run;
 mod status;
 
@@ -71,6 +72,14 @@ pub fn run() -> Result<ExitCode> {
         }
     }
     init_logging(cli.verbose, cli.log_format);
+    let text_output = match &cli.command {
+        Command::Render(a) => a.output == OutputFormat::Text,
+        Command::Plan(a) => a.output == OutputFormat::Text,
+        Command::Validate(a) => a.output == OutputFormat::Text,
+        Command::Status(args::StatusCommand::Collect(a)) => a.output == OutputFormat::Text,
+        _ => false,
+    };
+    progress::install_if_interactive(text_output, cli.verbose);
     // Parsing recurses once per level of nesting (at most 128, `yaml`), on rayon's threads:
     // give them the main thread's 8 MiB rather than 2 MiB, which a debug build can exhaust.
     let _ = rayon::ThreadPoolBuilder::new().stack_size(THREAD_STACK).build_global();
@@ -80,12 +89,15 @@ pub fn run() -> Result<ExitCode> {
         Command::Render(a) => render_cmd(a),
         Command::Plan(a) => plan_cmd(a),
         Command::Explain(a) => explain_cmd(a),
+        Command::Build(a) => build_cmd(a),
         Command::Validate(a) => validate_cmd(a),
         Command::Status(args::StatusCommand::Health(a)) => health_cmd(a),
         Command::Status(args::StatusCommand::Collect(a)) => status::collect_cmd(a),
         Command::Status(args::StatusCommand::Summarize(a)) => status::summarize_cmd(a),
         Command::Status(args::StatusCommand::Show(a)) => status::show_cmd(a),
         Command::Run(a) => run::run_cmd(a),
+        Command::Completion { shell } => completion_cmd(shell),
+        Command::Man => man_cmd(),
     }
 }
 
@@ -142,7 +154,7 @@ fn render_cmd(a: args::RenderArgs) -> Result<ExitCode> {
         a.dry_run,
         a.output,
     );
-    if done.remote && !a.push && done.outcome.commit.is_some() && a.output != OutputFormat::Json {
+    if done.remote && !a.push && done.outcome.commit.is_some() && !a.output.is_data() {
         outln!(
             "note: committed in the local cache only; add --push to send it to {}",
             done.display
@@ -172,7 +184,20 @@ fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
         },
         None => None,
     };
-    let changes = deploy::plan(&sources, deploy.as_ref(), a.diff)?;
+    let mut changes = deploy::plan(&sources, deploy.as_ref(), a.diff)?;
+    if !a.clusters.is_empty() {
+        let known: Vec<&str> = model
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(changes.clusters.iter().map(|c| c.cluster.as_str()))
+            .collect();
+        let wanted = ClusterGlobs::new(&a.clusters, &known)?;
+        changes.clusters.retain(|c| wanted.matches(&c.cluster));
+        changes.sync_changed = false;
+        changes.metadata_changed = false;
+        changes.rollouts.clear();
+    }
     let repo = deploy.as_ref().map(|d| &d.repo);
     output::plan_result(&changes, repo, a.diff, a.output, &plan.warnings);
     Ok(if a.detailed_exitcode && !changes.is_empty() {
@@ -180,6 +205,70 @@ fn plan_cmd(a: args::PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One cluster's objects as a YAML stream: the files of `clusters/<cluster>/` a render writes
+/// (in their order, without `kustomization.yaml`), from the source alone. Rollout holds are a
+/// deploy repo's record, so a cluster in a later wave may still run older objects.
+fn build_cmd(a: args::BuildArgs) -> Result<ExitCode> {
+    let (model, plan) = load(&a.source)?;
+    let ci = model
+        .clusters
+        .iter()
+        .position(|c| c.name == a.cluster)
+        .ok_or_else(|| starmap::Error::msg(format!("cluster {:?} is not in the inventory", a.cluster)))?;
+    if let Some(filter) = &a.object
+        && !(2..=3).contains(&filter.split('/').count())
+    {
+        return Err(starmap::Error::msg(format!(
+            "--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME"
+        )));
+    }
+    let env = render::environment();
+    let rendered = Renderer::new(&model, &env)?.render_cluster(&plan.clusters[ci])?;
+    let objects: Vec<&str> = rendered
+        .objects
+        .iter()
+        .filter(|o| {
+            a.object
+                .as_deref()
+                .is_none_or(|f| starmap::explain::object_matches(f, &o.id.kind, o.id.namespace.as_deref(), &o.id.name))
+        })
+        .map(|o| o.content.as_str())
+        .collect();
+    if let Some(filter) = &a.object
+        && objects.is_empty()
+    {
+        return Err(starmap::Error::msg(format!(
+            "--object {filter:?}: not on cluster {}",
+            a.cluster
+        )));
+    }
+    out!("{}", objects.join("---\n"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn completion_cmd(shell: args::Shell) -> Result<ExitCode> {
+    use clap::CommandFactory;
+    let shell = match shell {
+        args::Shell::Bash => clap_complete::Shell::Bash,
+        args::Shell::Zsh => clap_complete::Shell::Zsh,
+        args::Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "starmap", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man_cmd() -> Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|e| starmap::Error::msg(format!("cannot write the manual page: {e}")))?;
+    out!("{}", String::from_utf8_lossy(&page));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
@@ -195,16 +284,51 @@ fn explain_cmd(a: args::ExplainArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let explanation = starmap::explain::explain(
-        &model,
-        &plan,
-        &renderer,
-        &a.cluster,
-        a.object.as_deref(),
-        states.as_ref(),
-    )?;
-    output::explain_result(&explanation, a.output);
+    let names: Vec<&str> = model.clusters.iter().map(|c| c.name.as_str()).collect();
+    let wanted = ClusterGlobs::new(&a.clusters, &names)?;
+    let explanations = names
+        .iter()
+        .filter(|n| wanted.matches(n))
+        .map(|cluster| {
+            starmap::explain::explain(&model, &plan, &renderer, cluster, a.object.as_deref(), states.as_ref())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let single = a.clusters.len() == 1 && !ClusterGlobs::is_glob(&a.clusters[0]);
+    output::explain_results(&explanations, single, a.output);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--cluster` patterns: names or globs (`store-00*`), each of which must match a cluster.
+struct ClusterGlobs(globset::GlobSet);
+
+impl ClusterGlobs {
+    fn new(patterns: &[String], known: &[&str]) -> Result<ClusterGlobs> {
+        let mut all = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let glob = globset::Glob::new(p)
+                .map_err(|e| starmap::Error::msg(format!("--cluster {p:?}: {e}")))?
+                .compile_matcher();
+            if !known.iter().any(|k| glob.is_match(k)) {
+                return Err(starmap::Error::msg(if ClusterGlobs::is_glob(p) {
+                    format!("--cluster {p:?}: matches no cluster")
+                } else {
+                    format!("cluster {p:?} is not in the inventory")
+                }));
+            }
+            all.add(globset::Glob::new(p).map_err(|e| starmap::Error::msg(format!("--cluster {p:?}: {e}")))?);
+        }
+        all.build()
+            .map(ClusterGlobs)
+            .map_err(|e| starmap::Error::msg(format!("--cluster: {e}")))
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
+
+    fn is_glob(pattern: &str) -> bool {
+        pattern.contains(['*', '?', '[', '{'])
+    }
 }
 
 fn health_cmd(a: args::HealthArgs) -> Result<ExitCode> {
@@ -243,8 +367,8 @@ fn health_cmd(a: args::HealthArgs) -> Result<ExitCode> {
             }
         }
     }
-    if a.output == OutputFormat::Json {
-        output::print_json(&serde_json::Value::Array(rows));
+    if a.output.is_data() {
+        output::print_data(a.output, &serde_json::Value::Array(rows));
     } else {
         outln!("{:<28} {:<40} {:<12} MESSAGE", "KIND", "NAMESPACE/NAME", "HEALTH");
         for r in &rows {
@@ -295,7 +419,7 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
     };
     let invalid = schema_report.as_ref().map(|r| r.invalid.len()).unwrap_or(0);
     match a.output {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let mut report = serde_json::json!({
                 "valid": invalid == 0,
                 "clusters": model.clusters.len(),
@@ -308,7 +432,7 @@ fn validate_cmd(a: args::ValidateArgs) -> Result<ExitCode> {
             if let Some(schemas) = &schema_report {
                 report["schemas"] = serde_json::to_value(schemas).unwrap_or_default();
             }
-            output::print_json(&report)
+            output::print_data(a.output, &report)
         }
         _ => {
             for w in &plan.warnings {

@@ -11,8 +11,12 @@ use starmap::explain::Explanation;
 
 use super::args::OutputFormat;
 
-pub fn print_json(value: &serde_json::Value) {
-    outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+/// `-o json` or `-o yaml`: the same data either way.
+pub fn print_data(format: OutputFormat, value: &serde_json::Value) {
+    match format {
+        OutputFormat::Yaml => out!("{}", starmap::yaml::to_yaml_string(value)),
+        _ => outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+    }
 }
 
 /// A writer whose every write is scrubbed of credentials (`redact::scrub`) before it reaches
@@ -92,18 +96,21 @@ pub fn render_result(
             );
         }
     };
-    if format == OutputFormat::Json {
-        print_json(&json!({
-            "artifactsPushed": published.map(|p| p.pushed.clone()),
-            "commit": outcome.commit.map(|c| c.to_string()),
-            "pushed": outcome.pushed,
-            "dryRun": dry_run,
-            "branch": branch,
-            "clustersRendered": outcome.rendered,
-            "clustersUnchanged": outcome.reused,
-            "changes": outcome.changes,
-            "rollouts": outcome.rollouts,
-        }));
+    if format.is_data() {
+        print_data(
+            format,
+            &json!({
+                "artifactsPushed": published.map(|p| p.pushed.clone()),
+                "commit": outcome.commit.map(|c| c.to_string()),
+                "pushed": outcome.pushed,
+                "dryRun": dry_run,
+                "branch": branch,
+                "clustersRendered": outcome.rendered,
+                "clustersUnchanged": outcome.reused,
+                "changes": outcome.changes,
+                "rollouts": outcome.rollouts,
+            }),
+        );
         return;
     }
     outln!(
@@ -156,15 +163,18 @@ pub fn plan_result(
     warnings: &[String],
 ) {
     match format {
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let (a, c, r) = changes.counts();
-            print_json(&json!({
-                "changed": !changes.is_empty(),
-                "objects": {"added": a, "changed": c, "removed": r},
-                "clusters": changes.clusters,
-                "rollouts": changes.rollouts,
-                "warnings": warnings,
-            }));
+            print_data(
+                format,
+                &json!({
+                    "changed": !changes.is_empty(),
+                    "objects": {"added": a, "changed": c, "removed": r},
+                    "clusters": changes.clusters,
+                    "rollouts": changes.rollouts,
+                    "warnings": warnings,
+                }),
+            );
         }
         OutputFormat::Markdown => out!("{}", markdown(changes, repo, diff, warnings)),
         OutputFormat::Text => {
@@ -290,11 +300,26 @@ fn markdown(changes: &Changes, repo: Option<&git2::Repository>, diff: bool, warn
     m
 }
 
-pub fn explain_result(e: &Explanation, format: OutputFormat) {
-    if format == OutputFormat::Json {
-        print_json(&serde_json::to_value(e).unwrap_or_default());
+/// Explanations of one or more clusters: as data, one object when `single` (one cluster
+/// named exactly), else a list; as text, one after the other.
+pub fn explain_results(explanations: &[Explanation], single: bool, format: OutputFormat) {
+    if format.is_data() {
+        let value = match explanations {
+            [one] if single => serde_json::to_value(one).unwrap_or_default(),
+            many => serde_json::to_value(many).unwrap_or_default(),
+        };
+        print_data(format, &value);
         return;
     }
+    for (i, e) in explanations.iter().enumerate() {
+        if i > 0 {
+            outln!();
+        }
+        explain_text(e);
+    }
+}
+
+fn explain_text(e: &Explanation) {
     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     outln!("cluster {}\n  labels: {}\n", e.cluster, labels.join(", "));
     if e.placed.is_empty() {

@@ -98,7 +98,7 @@ fn print_round(
         .iter()
         .filter_map(|o| Some((o.cluster(), o.error()?)))
         .collect();
-    if format == OutputFormat::Json {
+    if format.is_data() {
         let clusters: Vec<Value> = round
             .statuses
             .iter()
@@ -115,15 +115,18 @@ fn print_round(
                 })
             })
             .collect();
-        output::print_json(&json!({
-            "deploy": display,
-            "branch": branch,
-            "commit": round.commit.map(|c| c.to_string()),
-            "pushed": round.pushed,
-            "dryRun": dry_run,
-            "changed": round.changed,
-            "clusters": clusters,
-        }));
+        output::print_data(
+            format,
+            &json!({
+                "deploy": display,
+                "branch": branch,
+                "commit": round.commit.map(|c| c.to_string()),
+                "pushed": round.pushed,
+                "dryRun": dry_run,
+                "changed": round.changed,
+                "clusters": clusters,
+            }),
+        );
         return;
     }
     if !outcomes.is_empty() {
@@ -200,26 +203,29 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             s.cluster.clone(),
         )
     });
-    if a.output == OutputFormat::Json {
+    if a.output.is_data() {
         let worst_clusters: Vec<Value> = clusters
             .iter()
             .filter(|s| s.stale || s.worst_health() != Health::Healthy)
             .take(a.worst)
             .map(|s| cluster_line(s))
             .collect();
-        output::print_json(&json!({
-            "commit": tip.map(|t| t.commit.to_string()),
-            "clusters": state.statuses.len(),
-            "placements": placements,
-            "worstClusters": worst_clusters,
-            "rollouts": rollouts.values().collect::<Vec<_>>(),
-            "artifacts": artifacts.as_ref().map(|(record, behind)| json!({
-                "repository": record.repository,
-                "tag": record.tag,
-                "complete": record.complete,
-                "behind": behind,
-            })),
-        }));
+        output::print_data(
+            a.output,
+            &json!({
+                "commit": tip.map(|t| t.commit.to_string()),
+                "clusters": state.statuses.len(),
+                "placements": placements,
+                "worstClusters": worst_clusters,
+                "rollouts": rollouts.values().collect::<Vec<_>>(),
+                "artifacts": artifacts.as_ref().map(|(record, behind)| json!({
+                    "repository": record.repository,
+                    "tag": record.tag,
+                    "complete": record.complete,
+                    "behind": behind,
+                })),
+            }),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     print_rollouts(&rollouts);

@@ -195,9 +195,10 @@ pub fn publish(
             (c.clone(), m, l)
         })
         .collect();
+    let step = crate::progress::step("pushing artifacts", manifests.len());
     let results: Vec<(String, Result<String>)> = runtime.block_on(async {
         stream::iter(manifests.iter().map(|(cluster, manifest, layer)| {
-            let registry = &registry;
+            let (registry, step) = (&registry, &step);
             async move {
                 let artifact = Artifact {
                     cluster,
@@ -205,7 +206,9 @@ pub fn publish(
                     layer_digest: &layer.digest,
                     manifest,
                 };
-                (cluster.clone(), registry.push(&artifact, &oci.tag).await)
+                let pushed = registry.push(&artifact, &oci.tag).await;
+                step.advance(1);
+                (cluster.clone(), pushed)
             }
         }))
         .buffer_unordered(oci.concurrency.max(1))

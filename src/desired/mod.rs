@@ -143,6 +143,7 @@ impl Sources<'_, '_> {
     /// Render the given clusters (by index into the model) in parallel; the first error in
     /// cluster order wins, so errors are deterministic too.
     fn render(&self, clusters: &[usize]) -> Result<Vec<Rendered>> {
+        let step = crate::progress::step("rendering clusters", clusters.len());
         let results: Vec<Result<Rendered>> = clusters
             .par_iter()
             .map(|&i| {
@@ -151,6 +152,7 @@ impl Sources<'_, '_> {
                     Some(sync) => sync.cluster_files(&self.model.clusters[i])?,
                     None => ClusterSyncFiles::default(),
                 };
+                step.advance(1);
                 Ok(Rendered { cluster, sync })
             })
             .collect();

@@ -273,6 +273,7 @@ pub async fn collect_with(
     let kubeconfig = Arc::new(IndexedKubeconfig::new(load_kubeconfig(options)?));
     connections.retain(targets.iter().map(|t| t.context.as_str()));
     let options = Arc::new(options.clone());
+    let step = &crate::progress::step("reading clusters", targets.len());
     let mut outcomes: Vec<(usize, ClusterOutcome)> = stream::iter(targets.into_iter().enumerate())
         .map(|(i, target)| {
             let (kubeconfig, options, connections) = (kubeconfig.clone(), options.clone(), connections.clone());
@@ -287,6 +288,7 @@ pub async fn collect_with(
                     cluster,
                     error: client::one_line(&format!("internal error: {e}")),
                 });
+                step.advance(1);
                 (i, outcome)
             }
         })
