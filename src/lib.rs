@@ -15,6 +15,7 @@
 pub mod cel;
 pub mod config;
 pub mod controller;
+pub mod dashboard;
 pub mod deploy;
 pub mod desired;
 pub mod error;

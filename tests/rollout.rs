@@ -4,90 +4,24 @@
 //! CLI).
 //!
 //! The status files these tests gate on are written through starmap's own status store
-//! (`status::store::write_round`, as `status collect` writes them), with the health a test
-//! chooses standing in for the live clusters: that makes every gate decision here
-//! deterministic. The same flow on real clusters, with Flux applying each wave and real
+//! (`common::reported`, as `status collect` writes them), with the health a test chooses
+//! standing in for the live clusters: that makes every gate decision here deterministic. The same flow on real clusters, with Flux applying each wave and real
 //! collection, is `tests/e2e_rollout.rs`.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{commit_count, copy_dir, fixtures, git, render, starmap, tree_files};
-use starmap::config::DEFAULT_STATUS_BRANCH;
-use starmap::formats::index::parse_index;
-use starmap::formats::status::{ClusterStatus, ObjectStatus};
-use starmap::gitstore::DeployRepo;
+use common::reported::report_status;
+use common::waves::{PLACEMENT, WAVES, set_image, source};
+use common::{commit_count, git, render, starmap, tree_files};
 use starmap::health::Health;
-use starmap::snapshot::{DeployState, StatusBranches};
-use starmap::status::collect::ClusterOutcome;
-use starmap::status::store;
 
 const CANARY: [&str; 3] = ["store-0042", "store-0350", "store-1001"];
 const EARLY: [&str; 2] = ["store-0107", "store-0311"];
 const MAIN: [&str; 2] = ["store-0213", "store-1017"];
 const DEPLOYMENT: &str = "storefront/deployment.apps_storefront.yaml";
-
-const PLACEMENT: &str = "apiVersion: starmap.dev/v1alpha1
-kind: Placement
-metadata:
-  name: storefront
-spec:
-  clusterSelectors:
-  - matchLabels:
-      tier: edge
-    matchExpressions:
-    - key: env
-      operator: NotIn
-      values: [retired]
-    - key: starmap.dev/cluster
-      operator: NotIn
-      values: [store-2001]
-  workloads:
-  - paths: [\"workloads/storefront/**\"]
-  - kinds: [Namespace]
-    names: [storefront]
-";
-
-const WAVES: &str = "  rollout:
-    minHealthyTime: 0s
-    progressDeadline: 1h
-    waves:
-    - name: canary
-      clusterSelector: {matchLabels: {ring: canary}}
-    - name: early
-      clusterSelector: {matchLabels: {ring: early}}
-    - name: main
-";
-
-/// The fixtures with the storefront placement rolled out in waves.
-fn source(dir: &Path, extra_spec: &str) -> PathBuf {
-    let src = dir.join("source");
-    copy_dir(&fixtures(), &src);
-    std::fs::write(
-        src.join("placements/storefront.yaml"),
-        format!("{PLACEMENT}{extra_spec}"),
-    )
-    .unwrap();
-    src
-}
-
-fn set_image(src: &Path, tag: &str) {
-    let path = src.join("workloads/storefront/deployment.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let re_from = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("image:"))
-        .expect("an image line")
-        .to_string();
-    let indent = &re_from[..re_from.len() - re_from.trim_start().len()];
-    std::fs::write(
-        &path,
-        text.replace(&re_from, &format!("{indent}image: ghcr.io/example/storefront:{tag}")),
-    )
-    .unwrap();
-}
 
 fn file_at(deploy: &Path, path: &str) -> Option<String> {
     tree_files(deploy, "refs/heads/main").get(path).cloned()
@@ -100,66 +34,6 @@ fn deployment(deploy: &Path, cluster: &str) -> Option<String> {
 fn state(deploy: &Path) -> serde_json::Value {
     let text = file_at(deploy, ".starmap/rollouts/storefront.yaml").expect("a rollout state file");
     starmap::yaml::parse_documents(&text, "state").unwrap().remove(0).value
-}
-
-fn no_summaries(_: &DeployState<'_>, _: &[ClusterStatus]) -> starmap::Result<Vec<(String, serde_json::Value)>> {
-    Ok(vec![])
-}
-
-/// Status for `clusters` as a collection round would write it: each runs the branch tip
-/// and every object the tip's index puts there has the health `health_of(cluster)`.
-fn report_status(deploy: &Path, clusters: &[&str], health_of: &dyn Fn(&str) -> Health) {
-    let repo = DeployRepo::open(deploy.to_str().unwrap(), "main", false, false).unwrap();
-    let tip = repo.tip().unwrap().unwrap();
-    let outcomes: Vec<ClusterOutcome> = clusters
-        .iter()
-        .map(|c| {
-            let path = format!(".starmap/clusters/{c}.yaml");
-            let text = file_at(deploy, &path).unwrap();
-            let index = parse_index(&text, &path).unwrap();
-            let health = health_of(c);
-            ClusterOutcome::Seen(ClusterStatus {
-                cluster: c.to_string(),
-                reachable: true,
-                stale: false,
-                last_seen: Some(starmap::time::now_rfc3339()),
-                error: None,
-                source: "kubeconfig".into(),
-                deploy_commit: None,
-                applied_revision: Some(tip.commit.to_string()),
-                current: false,
-                sync: None,
-                objects: index
-                    .objects
-                    .iter()
-                    .map(|e| ObjectStatus {
-                        api_version: e.api_version.clone(),
-                        kind: e.kind.clone(),
-                        namespace: e.namespace.clone(),
-                        name: e.name.clone(),
-                        placements: e.placements.clone(),
-                        health: if e.kind == "Deployment" {
-                            health
-                        } else {
-                            Health::Healthy
-                        },
-                        message: if health == Health::Degraded {
-                            "ProgressDeadlineExceeded: ReplicaSet has timed out progressing".into()
-                        } else {
-                            String::new()
-                        },
-                        applied: false,
-                        generation: Some(1),
-                        observed_generation: Some(1),
-                        status: None,
-                    })
-                    .collect(),
-            })
-        })
-        .collect();
-    // Written as `status collect` writes it: on the status branch (the default starmap-status).
-    let branches = StatusBranches::open(deploy.to_str().unwrap(), "main", DEFAULT_STATUS_BRANCH, false).unwrap();
-    store::write_round(&branches, Some(&outcomes), &no_summaries, false, false).unwrap();
 }
 
 fn healthy(_: &str) -> Health {

@@ -43,7 +43,7 @@ const LAYERS: &[&[&str]] = &[
     &["gitstore", "oci", "schema"],
     &["source", "snapshot"],
     &["deploy", "status"],
-    &["pipeline"],
+    &["pipeline", "dashboard"],
     &["controller"],
     // The binary.
     &["cli"],

@@ -43,6 +43,8 @@ pub enum OutputFormat {
     Yaml,
     /// For a pull-request comment (plan only).
     Markdown,
+    /// One self-contained page (status show only).
+    Html,
 }
 
 impl OutputFormat {
@@ -215,8 +217,16 @@ pub struct ShowArgs {
     /// Worst clusters listed per placement.
     #[arg(long, default_value_t = 5)]
     pub worst: usize,
+    /// `-o html`: one self-contained page (the dashboard's overview, with every cluster's
+    /// section), for a CI artifact or a static site.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// `-o html`: group the cluster map by this label (default `region` when clusters have it).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// `-o html`: only clusters with this label, `KEY=VALUE`.
+    #[arg(long)]
+    pub label: Option<String>,
 }
 
 /// `20s`, `1m`, `1m30s`, `500ms`, or plain seconds.

@@ -177,7 +177,7 @@ pub fn plan_result(
             );
         }
         OutputFormat::Markdown => out!("{}", markdown(changes, repo, diff, warnings)),
-        OutputFormat::Text => {
+        OutputFormat::Text | OutputFormat::Html => {
             for w in warnings {
                 outln!("warning: {w}");
             }

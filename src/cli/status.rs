@@ -5,15 +5,11 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::args::{CollectArgs, DeployArgs, OutputFormat, ShowArgs, SummarizeArgs};
+use super::args::{CollectArgs, OutputFormat, ShowArgs, SummarizeArgs};
 use super::{load, output};
-use starmap::config::DEFAULT_STATUS_BRANCH;
-use starmap::deploy::publish;
-use starmap::formats::status::ClusterStatus;
-use starmap::formats::{PLACEMENT_SUMMARIES_DIR, RENDER_FILE, meta};
-use starmap::gitstore::{DeployRepo, blob_text, entries_at, entry_at};
-use starmap::health::{Health, severity};
-use starmap::snapshot::{StatusBranches, read_states, status_root};
+use starmap::dashboard::{Fleet, html};
+use starmap::health::Health;
+use starmap::snapshot::StatusBranches;
 use starmap::status::collect::ClusterOutcome;
 use starmap::status::store::{self, RoundOutcome};
 use starmap::{Error, Result, pipeline};
@@ -67,23 +63,6 @@ pub fn summarize_cmd(a: SummarizeArgs) -> Result<ExitCode> {
         a.output,
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The status branch `status show` reads: the flag, else what the last render recorded.
-fn status_branch_of(deploy: &DeployArgs, flag: Option<&str>) -> Result<StatusBranches> {
-    let repo = DeployRepo::open(&deploy.deploy, &deploy.branch, false, false)?;
-    repo.fetch()?;
-    let recorded = || {
-        let tree = repo.tip().ok()??.tree;
-        let oid = entry_at(&repo.repo, Some(tree), RENDER_FILE)?;
-        meta::status_branch_of(&blob_text(&repo.repo, oid).ok()?)
-    };
-    let branch = match flag {
-        Some(b) => b.to_string(),
-        None => recorded().unwrap_or_else(|| DEFAULT_STATUS_BRANCH.to_string()),
-    };
-    let status = repo.on_branch(&branch)?;
-    Ok(StatusBranches { deploy: repo, status })
 }
 
 fn print_round(
@@ -179,61 +158,28 @@ fn print_round(
 
 /// `status show`: the per-placement summaries and the cluster files at the tip.
 pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
-    let branches = status_branch_of(&a.deploy, a.status_branch.as_deref())?;
-    let deploy = &branches.deploy;
-    let (state, status_tip) = branches.read()?;
-    let tip = state.tip;
-    let mut placements = Vec::new();
-    let summaries_root = status_root(tip, status_tip);
-    for (file, oid) in entries_at(&deploy.repo, summaries_root, PLACEMENT_SUMMARIES_DIR) {
-        let path = format!("{PLACEMENT_SUMMARIES_DIR}/{file}");
-        let blob = deploy.repo.find_blob(oid)?;
-        let text = String::from_utf8_lossy(blob.content()).into_owned();
-        if let Some(doc) = starmap::yaml::parse_documents(&text, &path)?.into_iter().next() {
-            placements.push(doc.value);
-        }
-    }
-    let rollouts = read_states(&deploy.repo, tip.map(|t| t.tree));
-    let artifacts = publish::behind(deploy)?;
-    let mut clusters: Vec<&ClusterStatus> = state.statuses.values().map(|(s, _)| s).collect();
-    clusters.sort_by_key(|s| {
-        (
-            std::cmp::Reverse(severity(s.worst_health())),
-            !s.stale,
-            s.cluster.clone(),
-        )
-    });
+    let fleet = Fleet::open(&a.deploy.deploy, &a.deploy.branch, a.status_branch.as_deref(), true)?;
     if a.output.is_data() {
-        let worst_clusters: Vec<Value> = clusters
-            .iter()
-            .filter(|s| s.stale || s.worst_health() != Health::Healthy)
-            .take(a.worst)
-            .map(|s| cluster_line(s))
-            .collect();
-        output::print_data(
-            a.output,
-            &json!({
-                "commit": tip.map(|t| t.commit.to_string()),
-                "clusters": state.statuses.len(),
-                "placements": placements,
-                "worstClusters": worst_clusters,
-                "rollouts": rollouts.values().collect::<Vec<_>>(),
-                "artifacts": artifacts.as_ref().map(|(record, behind)| json!({
-                    "repository": record.repository,
-                    "tag": record.tag,
-                    "complete": record.complete,
-                    "behind": behind,
-                })),
-            }),
-        );
+        output::print_data(a.output, &fleet.summary(a.worst));
         return Ok(ExitCode::SUCCESS);
     }
-    print_rollouts(&rollouts);
-    if let Some((record, behind)) = &artifacts {
+    if a.output == OutputFormat::Html {
+        let view = html::View {
+            group: a.group.clone(),
+            label: a.label.clone(),
+        };
+        let now = starmap::time::now_rfc3339();
+        out!("{}", html::overview(&fleet, &view, &html::EXPORTED, Some(&now), true)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rollouts = &fleet.rollouts;
+    print_rollouts(rollouts);
+    if let Some(artifacts) = &fleet.artifacts {
+        let behind: Vec<String> = serde_json::from_value(artifacts["behind"].clone()).unwrap_or_default();
         if behind.is_empty() {
             outln!(
                 "ARTIFACTS: every cluster's artifact in {} is the deploy tip's\n",
-                record.repository
+                artifacts["repository"].as_str().unwrap_or("")
             );
         } else {
             let shown: Vec<&str> = behind.iter().take(10).map(String::as_str).collect();
@@ -250,11 +196,12 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
             );
         }
     }
-    if state.statuses.is_empty() {
+    let seen = fleet.worst_first();
+    if seen.is_empty() {
         outln!(
             "no status in {} (branch {}): run `starmap status collect`",
-            deploy.display,
-            branches.status.branch
+            fleet.deploy_display,
+            fleet.status_branch
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -264,7 +211,7 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         out!(" {:>11}", h.to_uppercase());
     }
     outln!();
-    for p in &placements {
+    for p in &fleet.placements {
         let n = |v: &Value| v.as_u64().unwrap_or(0);
         out!(
             "{:<28} {:>8} {:>8} {:>6}",
@@ -278,20 +225,20 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
         }
         outln!();
     }
-    let worst_clusters: Vec<&&ClusterStatus> = clusters
+    let worst_clusters: Vec<_> = seen
         .iter()
-        .filter(|s| s.stale || s.worst_health() != Health::Healthy)
+        .filter(|c| c.stale() || c.health() != Health::Healthy)
         .take(a.worst)
         .collect();
     if worst_clusters.is_empty() {
-        outln!("\nall {} clusters Healthy", state.statuses.len());
+        outln!("\nall {} clusters Healthy", seen.len());
     } else {
         outln!("\nworst clusters:");
-        for s in worst_clusters {
-            let line = cluster_line(s);
+        for c in worst_clusters {
+            let line = c.line();
             outln!(
                 "  {:<24} {:<12} {}",
-                s.cluster,
+                c.name,
                 line["health"].as_str().unwrap_or(""),
                 line["reason"].as_str().unwrap_or("")
             );
@@ -301,33 +248,6 @@ pub fn show_cmd(a: ShowArgs) -> Result<ExitCode> {
 }
 
 /// A cluster's worst object and why, for `show`.
-fn cluster_line(s: &ClusterStatus) -> Value {
-    let worst_object = s.objects.iter().max_by_key(|o| severity(o.health));
-    let reason = if s.stale {
-        format!(
-            "stale since {}: {}",
-            s.last_seen.as_deref().unwrap_or("never seen"),
-            s.error.as_deref().unwrap_or("")
-        )
-    } else {
-        worst_object
-            .map(|o| {
-                let id = match &o.namespace {
-                    Some(ns) => format!("{}/{ns}/{}", o.kind, o.name),
-                    None => format!("{}/{}", o.kind, o.name),
-                };
-                format!("{id}: {}", o.message).trim_end_matches(": ").to_string()
-            })
-            .unwrap_or_default()
-    };
-    json!({
-        "cluster": s.cluster,
-        "health": if s.stale { "Stale".to_string() } else { s.worst_health().to_string() },
-        "current": s.current,
-        "reason": reason,
-    })
-}
-
 /// The rollout of each gated placement, before the health table.
 fn print_rollouts(rollouts: &BTreeMap<String, starmap::rollout::State>) {
     if rollouts.is_empty() {

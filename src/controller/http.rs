@@ -1,10 +1,11 @@
-//! The HTTP face: `/metrics`, `/healthz`, `/readyz`, `/webhook` (axum).
+//! The HTTP face: `/metrics`, `/healthz`, `/readyz`, `/webhook`, and the dashboard: `/`,
+//! `/clusters/<name>`, `/placements/<name>` and its JSON under `/api/v1/` (axum).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +24,12 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: ones
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/webhook", post(hook))
+        .route("/", get(overview))
+        .route("/clusters/{name}", get(cluster_page))
+        .route("/placements/{name}", get(placement_page))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/clusters/{name}", get(api_cluster))
+        .route("/api/v1/placements/{name}", get(api_placement))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
         .layer(axum::middleware::map_response(scrubbed))
         .with_state(shared);
@@ -123,4 +130,117 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     };
     shared.metrics.webhook(label);
     (code, format!("{text}\n"))
+}
+
+/// The fleet read from the deploy repo's local copy (the rounds keep it fresh), off the
+/// async threads.
+async fn fleet(shared: &Shared) -> Result<crate::dashboard::Fleet, Response> {
+    let (deploy, branch) = shared.deploy.clone();
+    let status_branch = shared
+        .model
+        .borrow()
+        .as_ref()
+        .map(|m| m.config.status_branch().to_string());
+    let read = tokio::task::spawn_blocking(move || {
+        crate::dashboard::Fleet::open(&deploy, &branch, status_branch.as_deref(), false)
+    })
+    .await;
+    match read {
+        Ok(Ok(fleet)) => Ok(fleet),
+        Ok(Err(e)) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the deploy repo: {e}\n"),
+        )
+            .into_response()),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
+    }
+}
+
+fn html(page: crate::Result<String>) -> Response {
+    match page {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("{what} not found\n")).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct MapQuery {
+    group: Option<String>,
+    label: Option<String>,
+}
+
+async fn overview(State(shared): State<Arc<Shared>>, Query(q): Query<MapQuery>) -> Response {
+    let fleet = match fleet(&shared).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let view = crate::dashboard::html::View {
+        group: q.group,
+        label: q.label.filter(|l| !l.is_empty()),
+    };
+    let now = crate::time::now_rfc3339();
+    html(crate::dashboard::html::overview(
+        &fleet,
+        &view,
+        &crate::dashboard::html::SERVED,
+        Some(&now),
+        false,
+    ))
+}
+
+async fn cluster_page(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match fleet(&shared).await {
+        Ok(fleet) => match crate::dashboard::html::cluster(&fleet, &name, &crate::dashboard::html::SERVED) {
+            Some(page) => html(page),
+            None => not_found(&format!("cluster {name:?}")),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn placement_page(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match fleet(&shared).await {
+        Ok(fleet) => match crate::dashboard::html::placement(&fleet, &name, &crate::dashboard::html::SERVED) {
+            Some(page) => html(page),
+            None => not_found(&format!("placement {name:?}")),
+        },
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct WorstQuery {
+    worst: Option<usize>,
+}
+
+/// `status show -o json`, `?worst=N` clusters (default 5).
+async fn api_status(State(shared): State<Arc<Shared>>, Query(q): Query<WorstQuery>) -> Response {
+    match fleet(&shared).await {
+        Ok(fleet) => axum::Json(fleet.summary(q.worst.unwrap_or(5))).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn api_cluster(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match fleet(&shared).await {
+        Ok(fleet) => match fleet.cluster_json(&name) {
+            Some(v) => axum::Json(v).into_response(),
+            None => not_found(&format!("cluster {name:?}")),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn api_placement(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match fleet(&shared).await {
+        Ok(fleet) => match fleet.placement_json(&name) {
+            Some(v) => axum::Json(v).into_response(),
+            None => not_found(&format!("placement {name:?}")),
+        },
+        Err(r) => r,
+    }
 }

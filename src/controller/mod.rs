@@ -78,6 +78,8 @@ struct Shared {
     model: watch::Sender<Option<Arc<Model>>>,
     /// When the round of each loop in flight started (`/healthz`).
     in_flight: Mutex<RoundsInFlight>,
+    /// The deploy repo and branch the dashboard reads.
+    deploy: (String, String),
 }
 
 /// The rounds running now, for `/healthz`.
@@ -315,6 +317,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         webhook_secret: settings.webhook_secret.clone(),
         relay: relay.clone(),
         model: watch::Sender::new(None),
+        deploy: (settings.target.deploy.clone(), settings.target.branch.clone()),
         in_flight: Mutex::new(RoundsInFlight {
             deadline: settings.round_timeout,
             ..RoundsInFlight::default()
@@ -441,6 +444,7 @@ mod tests {
             webhook_secret: None,
             relay: None,
             model: watch::Sender::new(None),
+            deploy: ("/nowhere".into(), "main".into()),
             in_flight: Mutex::new(RoundsInFlight {
                 deadline: Duration::from_secs(60),
                 ..RoundsInFlight::default()

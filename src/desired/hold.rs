@@ -21,5 +21,5 @@ pub fn compose(fresh: &RenderedCluster, kept: Vec<RenderedObject>, held: &[Strin
             .cloned(),
     );
     objects.sort_by(|a, b| a.file.cmp(&b.file));
-    RenderedCluster::new(fresh.name.clone(), objects)
+    RenderedCluster::new(fresh.name.clone(), objects).with_labels(fresh.labels.clone())
 }

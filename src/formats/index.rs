@@ -3,6 +3,8 @@
 //! collection reads it to know what to look for; the rollout gate, to know what a placement
 //! put where.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::status::ObjectStatus;
@@ -15,6 +17,10 @@ use crate::yaml;
 #[serde(rename_all = "camelCase")]
 pub struct ClusterIndex {
     pub cluster: String,
+    /// The cluster's labels in the inventory, for grouping and filtering clusters (the
+    /// dashboard) from the deploy repo alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The digest of the cluster's OCI artifact layer (with `oci:` in starmap.yaml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<String>,

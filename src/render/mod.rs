@@ -3,6 +3,8 @@
 
 mod normalize;
 
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -28,6 +30,8 @@ pub const MAX_OBJECT_BYTES: usize = 3 << 20;
 #[derive(Debug, Clone)]
 pub struct RenderedCluster {
     pub name: String,
+    /// The cluster's labels, written into its index for the dashboard to group by.
+    pub labels: BTreeMap<String, String>,
     /// Object files, sorted by path (relative to the cluster directory).
     pub objects: Vec<RenderedObject>,
     /// `kustomization.yaml`'s content.
@@ -171,7 +175,7 @@ impl<'m> Renderer<'m> {
                 .with_cluster(&cluster.name));
             }
         }
-        Ok(RenderedCluster::new(cluster.name.clone(), objects))
+        Ok(RenderedCluster::new(cluster.name.clone(), objects).with_labels(cluster.labels.clone()))
     }
 
     fn render_object(&self, cluster_ctx: &minijinja::Value, placed: &PlacedObject) -> Result<RenderedObject> {
@@ -437,9 +441,15 @@ impl RenderedCluster {
         let kustomization = files::kustomization_yaml(&files);
         RenderedCluster {
             name,
+            labels: BTreeMap::new(),
             objects,
             kustomization,
         }
+    }
+
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> RenderedCluster {
+        self.labels = labels;
+        self
     }
 
     /// Its index (`.starmap/clusters/<cluster>.yaml`): which object, from which source,
@@ -447,6 +457,7 @@ impl RenderedCluster {
     pub fn index(&self) -> ClusterIndex {
         ClusterIndex {
             cluster: self.name.clone(),
+            labels: self.labels.clone(),
             artifact: None,
             objects: self
                 .objects

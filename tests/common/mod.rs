@@ -4,6 +4,8 @@
 
 pub mod fleet;
 pub mod registry;
+pub mod reported;
+pub mod waves;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
