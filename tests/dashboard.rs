@@ -195,9 +195,18 @@ fn the_dashboard_in_a_real_browser() {
         "{stale_page}"
     );
     let placement = browser.dom(&format!("{base}/placements/storefront"));
+    assert!(placement.contains("Paused"), "{placement}");
+    // Each wave with its clusters and gate: the canary wave is open and holds the failing one.
+    let canary_wave = element(&placement, "<tr data-wave=\"canary\"", "</tr>");
+    assert!(canary_wave.contains("open"), "{canary_wave}");
     assert!(
-        placement.contains("Paused") && placement.contains("canary"),
-        "{placement}"
+        element(canary_wave, "href=\"/clusters/store-0042\"", "</a>").ends_with(">D"),
+        "{canary_wave}"
+    );
+    let main_wave = element(&placement, "<tr data-wave=\"main\"", "</tr>");
+    assert!(
+        main_wave.contains("waiting") && main_wave.contains("store-0213"),
+        "{main_wave}"
     );
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../dashboard-screenshots");

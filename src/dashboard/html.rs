@@ -228,6 +228,11 @@ pub fn placement(fleet: &Fleet, name: &str, links: &Links) -> Option<Result<Stri
             "clusters": fleet.clusters.len(),
             "generated": None::<String>,
             "p": placement_row(&data["summary"]),
+            "cells": fleet
+                .clusters
+                .values()
+                .map(|c| (c.name.clone(), json!({"health": c.health(), "stale": c.stale()})))
+                .collect::<serde_json::Map<String, Value>>(),
             "rollout": data["rollout"],
             "members": data["clusters"],
         }),

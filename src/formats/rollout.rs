@@ -78,6 +78,9 @@ pub struct WaveState {
     pub name: String,
     pub clusters: usize,
     pub open: bool,
+    /// Its clusters, by name (the dashboard's placement page lists them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -52,6 +52,7 @@ pub fn advance(inputs: &Inputs<'_>, gate: &dyn Fn(&str) -> ClusterGate) -> State
                 name: w.name.clone(),
                 clusters: w.clusters.len(),
                 open: i < open,
+                members: w.clusters.clone(),
             })
             .collect()
     };
