@@ -133,16 +133,17 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 }
 
 /// The fleet read from the deploy repo's local copy (the rounds keep it fresh), off the
-/// async threads.
-async fn fleet(shared: &Shared) -> Result<crate::dashboard::Fleet, Response> {
-    let (deploy, branch) = shared.deploy.clone();
+/// async threads; read again only when a branch moved.
+async fn fleet(shared: &Arc<Shared>) -> Result<Arc<crate::dashboard::Fleet>, Response> {
     let status_branch = shared
         .model
         .borrow()
         .as_ref()
         .map(|m| m.config.status_branch().to_string());
+    let shared = shared.clone();
     let read = tokio::task::spawn_blocking(move || {
-        crate::dashboard::Fleet::open(&deploy, &branch, status_branch.as_deref(), false)
+        let (deploy, branch) = &shared.deploy;
+        shared.fleet.get(deploy, branch, status_branch.as_deref())
     })
     .await;
     match read {

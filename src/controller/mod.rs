@@ -78,8 +78,9 @@ struct Shared {
     model: watch::Sender<Option<Arc<Model>>>,
     /// When the round of each loop in flight started (`/healthz`).
     in_flight: Mutex<RoundsInFlight>,
-    /// The deploy repo and branch the dashboard reads.
+    /// The deploy repo and branch the dashboard reads, and the last fleet it read.
     deploy: (String, String),
+    fleet: crate::dashboard::FleetCache,
 }
 
 /// The rounds running now, for `/healthz`.
@@ -318,6 +319,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         relay: relay.clone(),
         model: watch::Sender::new(None),
         deploy: (settings.target.deploy.clone(), settings.target.branch.clone()),
+        fleet: Default::default(),
         in_flight: Mutex::new(RoundsInFlight {
             deadline: settings.round_timeout,
             ..RoundsInFlight::default()
@@ -445,6 +447,7 @@ mod tests {
             relay: None,
             model: watch::Sender::new(None),
             deploy: ("/nowhere".into(), "main".into()),
+            fleet: Default::default(),
             in_flight: Mutex::new(RoundsInFlight {
                 deadline: Duration::from_secs(60),
                 ..RoundsInFlight::default()

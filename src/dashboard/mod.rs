@@ -6,6 +6,7 @@
 pub mod html;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -104,21 +105,7 @@ impl Fleet {
     /// remote deploy repo first (the controller's pages read its cache, which its rounds keep
     /// fresh).
     pub fn open(deploy: &str, branch: &str, status_branch: Option<&str>, fetch: bool) -> Result<Fleet> {
-        let repo = DeployRepo::open(deploy, branch, false, false)?;
-        if fetch {
-            repo.fetch()?;
-        }
-        let recorded = || {
-            let tree = repo.tip().ok()??.tree;
-            let oid = entry_at(&repo.repo, Some(tree), RENDER_FILE)?;
-            meta::status_branch_of(&blob_text(&repo.repo, oid).ok()?)
-        };
-        let status_branch = match status_branch {
-            Some(b) => b.to_string(),
-            None => recorded().unwrap_or_else(|| DEFAULT_STATUS_BRANCH.to_string()),
-        };
-        let status = repo.on_branch(&status_branch)?;
-        Fleet::read(&StatusBranches { deploy: repo, status })
+        Fleet::read(&branches(deploy, branch, status_branch, fetch)?)
     }
 
     pub fn read(branches: &StatusBranches) -> Result<Fleet> {
@@ -236,5 +223,52 @@ impl Fleet {
             "rollout": self.rollouts.get(name),
             "clusters": clusters,
         }))
+    }
+}
+
+/// The deploy repo at `branch` and its status branch (see [`Fleet::open`]).
+fn branches(deploy: &str, branch: &str, status_branch: Option<&str>, fetch: bool) -> Result<StatusBranches> {
+    let repo = DeployRepo::open(deploy, branch, false, false)?;
+    if fetch {
+        repo.fetch()?;
+    }
+    let recorded = || {
+        let tree = repo.tip().ok()??.tree;
+        let oid = entry_at(&repo.repo, Some(tree), RENDER_FILE)?;
+        meta::status_branch_of(&blob_text(&repo.repo, oid).ok()?)
+    };
+    let status_branch = match status_branch {
+        Some(b) => b.to_string(),
+        None => recorded().unwrap_or_else(|| DEFAULT_STATUS_BRANCH.to_string()),
+    };
+    let status = repo.on_branch(&status_branch)?;
+    Ok(StatusBranches { deploy: repo, status })
+}
+
+/// The last fleet read, kept while neither the deploy branch nor the status branch moves: at
+/// 10,000 clusters reading takes about 1.4 s, and every page of the dashboard needs it.
+#[derive(Default)]
+pub struct FleetCache {
+    last: Mutex<Option<(Tips, Arc<Fleet>)>>,
+}
+
+type Tips = (Option<git2::Oid>, Option<git2::Oid>);
+
+impl FleetCache {
+    pub fn get(&self, deploy: &str, branch: &str, status_branch: Option<&str>) -> Result<Arc<Fleet>> {
+        let branches = branches(deploy, branch, status_branch, false)?;
+        let tips = (
+            branches.deploy.tip()?.map(|t| t.commit),
+            branches.status.tip()?.map(|t| t.commit),
+        );
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, fleet)) = &*last
+            && *at == tips
+        {
+            return Ok(fleet.clone());
+        }
+        let fleet = Arc::new(Fleet::read(&branches)?);
+        *last = Some((tips, fleet.clone()));
+        Ok(fleet)
     }
 }
