@@ -205,6 +205,8 @@ pub fn overview(fleet: &Fleet, view: &View, links: &Links, generated: Option<&st
             "group": group,
             "label": view.label.clone().unwrap_or_default(),
             "groups": groups,
+            // The export has no server to regroup or filter by label.
+            "served": links.root == SERVED.root,
             "details": details,
         }),
     )
