@@ -20,9 +20,14 @@ fn raise_open_file_limit() {
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            // An unlimited hard limit is capped at Linux's default `nr_open` (2^20), which
+            // setrlimit accepts.
+            let wanted = limit.rlim_max.min(1 << 20);
+            if limit.rlim_cur < wanted {
+                limit.rlim_cur = wanted;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
         }
     }
 }
