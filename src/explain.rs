@@ -78,6 +78,17 @@ pub fn object_matches(filter: &str, kind: &str, namespace: Option<&str>, name: &
     }
 }
 
+/// `--object`'s shape: `KIND/NAME` or `KIND/NAMESPACE/NAME` (matched by [`object_matches`]).
+pub fn check_object_filter(filter: &str) -> Result<()> {
+    if (2..=3).contains(&filter.split('/').count()) {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME"
+        )))
+    }
+}
+
 pub fn explain(
     model: &Model,
     plan: &Plan,
@@ -92,11 +103,7 @@ pub fn explain(
         .position(|c| c.name == cluster)
         .ok_or_else(|| Error::msg(format!("cluster {cluster:?} is not in the inventory")))?;
     if let Some(filter) = object {
-        if filter.split('/').count() < 2 || filter.split('/').count() > 3 {
-            return Err(Error::msg(format!(
-                "--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME"
-            )));
-        }
+        check_object_filter(filter)?;
         let exists = model
             .workloads
             .iter()

@@ -882,7 +882,13 @@ fn build_prints_the_files_a_render_writes_for_the_cluster() {
         .map(|r| files[&format!("{dir}/{r}")].as_str())
         .collect();
 
-    let built = run_ok(&args(&[&"build", &"--source", &fixtures, &"--cluster", &"store-0042"]));
+    // `starmap build --source fixtures` with `extra` flags.
+    let build = |extra: &[&str]| {
+        let mut a = args(&[&"build", &"--source", &fixtures]);
+        a.extend(extra.iter().map(OsString::from));
+        a
+    };
+    let built = run_ok(&build(&["--cluster", "store-0042"]));
     assert_eq!(built, expected.join("---\n"));
     // Every document of the stream is an object kubectl reads.
     let docs = starmap::yaml::parse_documents(&built, "build").unwrap();
@@ -900,33 +906,16 @@ fn build_prints_the_files_a_render_writes_for_the_cluster() {
         object["metadata"]["namespace"].as_str().unwrap(),
         object["metadata"]["name"].as_str().unwrap()
     );
-    let one = run_ok(&args(&[
-        &"build",
-        &"--source",
-        &fixtures,
-        &"--cluster",
-        &"store-0042",
-        &"--object",
-        &filter,
-    ]));
+    let one = run_ok(&build(&["--cluster", "store-0042", "--object", &filter]));
     assert_eq!(one, files[&format!("{dir}/{deployment}")]);
 
-    let err = text(&run_code_err(&args(&[
-        &"build",
-        &"--source",
-        &fixtures,
-        &"--cluster",
-        &"nowhere",
-    ])));
+    let err = text(&run_code_err(&build(&["--cluster", "nowhere"])));
     assert!(err.contains("cluster \"nowhere\" is not in the inventory"), "{err}");
-    let err = text(&run_code_err(&args(&[
-        &"build",
-        &"--source",
-        &fixtures,
-        &"--cluster",
-        &"store-0042",
-        &"--object",
-        &"Deployment/x/none",
+    let err = text(&run_code_err(&build(&[
+        "--cluster",
+        "store-0042",
+        "--object",
+        "Deployment/x/none",
     ])));
     assert!(
         err.contains("--object \"Deployment/x/none\": not on cluster store-0042"),

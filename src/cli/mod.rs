@@ -217,12 +217,8 @@ fn build_cmd(a: args::BuildArgs) -> Result<ExitCode> {
         .iter()
         .position(|c| c.name == a.cluster)
         .ok_or_else(|| starmap::Error::msg(format!("cluster {:?} is not in the inventory", a.cluster)))?;
-    if let Some(filter) = &a.object
-        && !(2..=3).contains(&filter.split('/').count())
-    {
-        return Err(starmap::Error::msg(format!(
-            "--object {filter:?}: expected KIND/NAME or KIND/NAMESPACE/NAME"
-        )));
+    if let Some(filter) = &a.object {
+        starmap::explain::check_object_filter(filter)?;
     }
     let env = render::environment();
     let rendered = Renderer::new(&model, &env)?.render_cluster(&plan.clusters[ci])?;

@@ -3,6 +3,7 @@
 //! HTML-escaped by minijinja's auto-escaping.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use minijinja::{AutoEscape, Environment};
 use serde_json::{Value, json};
@@ -55,17 +56,41 @@ pub struct View {
     pub label: Option<String>,
 }
 
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_auto_escape_callback(|_| AutoEscape::Html);
-    for (name, text) in TEMPLATES {
-        // The templates are part of the binary and tested: a broken one is a bug.
-        env.add_template(name, text).expect("dashboard templates compile");
-    }
-    env
+/// The templates, compiled once per process (every page of the controller renders one).
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        for (name, text) in TEMPLATES {
+            // The templates are part of the binary and tested: a broken one is a bug.
+            env.add_template(name, text).expect("dashboard templates compile");
+        }
+        env
+    })
 }
 
-fn render(template: &str, ctx: Value) -> Result<String> {
+/// `template` with what `layout.html` shows on every page, plus the page's own `fields`.
+fn render(
+    template: &str,
+    fleet: &Fleet,
+    links: &Links,
+    title: &str,
+    generated: Option<&str>,
+    fields: Value,
+) -> Result<String> {
+    let mut ctx = json!({
+        "title": title,
+        "root": links.root,
+        "cluster_link": links.cluster,
+        "placement_link": links.placement,
+        "commit": short(&fleet.commit),
+        "clusters": fleet.clusters.len(),
+        "generated": generated,
+    });
+    if let (Some(ctx), Value::Object(fields)) = (ctx.as_object_mut(), fields) {
+        ctx.extend(fields);
+    }
     environment()
         .get_template(template)
         .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
@@ -189,14 +214,11 @@ pub fn overview(fleet: &Fleet, view: &View, links: &Links, generated: Option<&st
     };
     render(
         "overview.html",
+        fleet,
+        links,
+        "Fleet",
+        generated,
         json!({
-            "title": "Fleet",
-            "root": links.root,
-            "cluster_link": links.cluster,
-            "placement_link": links.placement,
-            "commit": short(&fleet.commit),
-            "clusters": fleet.clusters.len(),
-            "generated": generated,
             "healths": HEALTH_ORDER.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
             "rollouts": fleet.rollouts.values().collect::<Vec<_>>(),
             "placements": fleet.placements.iter().map(placement_row).collect::<Vec<_>>(),
@@ -217,14 +239,11 @@ pub fn cluster(fleet: &Fleet, name: &str, links: &Links) -> Option<Result<String
     let c = fleet.clusters.get(name)?;
     Some(render(
         "cluster.html",
+        fleet,
+        links,
+        name,
+        None,
         json!({
-            "title": name,
-            "root": links.root,
-            "cluster_link": links.cluster,
-            "placement_link": links.placement,
-            "commit": short(&fleet.commit),
-            "clusters": fleet.clusters.len(),
-            "generated": None::<String>,
             "c": cluster_context(c, true),
         }),
     ))
@@ -235,14 +254,11 @@ pub fn placement(fleet: &Fleet, name: &str, links: &Links) -> Option<Result<Stri
     let data = fleet.placement_json(name)?;
     Some(render(
         "placement.html",
+        fleet,
+        links,
+        name,
+        None,
         json!({
-            "title": name,
-            "root": links.root,
-            "cluster_link": links.cluster,
-            "placement_link": links.placement,
-            "commit": short(&fleet.commit),
-            "clusters": fleet.clusters.len(),
-            "generated": None::<String>,
             "p": placement_row(&data["summary"]),
             "cells": fleet
                 .clusters

@@ -110,7 +110,7 @@ impl Fleet {
 
     pub fn read(branches: &StatusBranches) -> Result<Fleet> {
         let deploy = &branches.deploy;
-        let (state, status_tip) = branches.read()?;
+        let (mut state, status_tip) = branches.read()?;
         let tip = state.tip;
         let mut placements = Vec::new();
         for (file, oid) in entries_at(&deploy.repo, status_root(tip, status_tip), PLACEMENT_SUMMARIES_DIR) {
@@ -120,10 +120,9 @@ impl Fleet {
                 placements.push(doc.value);
             }
         }
-        let mut statuses: BTreeMap<String, ClusterStatus> = state
-            .statuses
-            .iter()
-            .map(|(c, (s, _))| (c.clone(), s.clone()))
+        let mut statuses: BTreeMap<String, ClusterStatus> = std::mem::take(&mut state.statuses)
+            .into_iter()
+            .map(|(c, (s, _))| (c, s))
             .collect();
         let mut clusters: BTreeMap<String, ClusterView> = state
             .indexes
