@@ -86,9 +86,7 @@ impl<'m> SyncObjects<'m> {
         }
         let url = url.shown().to_string();
         let branch = config.deploy.branch.clone().unwrap_or_else(|| cli_branch.to_string());
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_fuel(Some(crate::template::FUEL));
+        let mut env = crate::template::environment();
         // minijinja would JSON-escape every value of a `*.yaml.j2` template; the templates
         // quote user-given strings themselves with `tojson`.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -98,8 +96,7 @@ impl<'m> SyncObjects<'m> {
                 Some(over) => (over.text.clone(), over.path.clone()),
                 None => (text.to_string(), format!("{TEMPLATES_DIR}{name} (built into starmap)")),
             };
-            env.add_template_owned(name, text)
-                .map_err(|e| template_error(&origin, &e))?;
+            crate::template::add_template(&mut env, name.to_string(), text).map_err(|e| template_error(&origin, &e))?;
             origins.insert(name, origin);
         }
         let context = json!({

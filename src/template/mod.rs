@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::yaml::Step;
 
+mod sets;
+pub use sets::{MAX_DEPTH, add_template};
+
 /// What one evaluation may spend before it is stopped: minijinja charges a unit per
 /// instruction and per 64 bytes of data it creates, so this bounds both time and memory
 /// (about 6 MB) while the values grow, not once they are written.
@@ -42,17 +45,23 @@ pub fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(64);
+    sets::install(&mut env);
     env
 }
 
 enum Compiled<'env, 'src> {
     Expression(Expression<'env, 'src>),
     Template(Template<'env, 'src>),
+    /// A template with `{% set %}`s, rewritten to check them: kept in [`Templates::owned`]
+    /// under this name, as the rewritten text is not the source's.
+    Owned(String),
 }
 
 /// The compiled templates of a source, keyed by their text.
 pub struct Templates<'env, 'src> {
     compiled: HashMap<&'src str, Compiled<'env, 'src>>,
+    /// A copy of the environment holding the rewritten templates, made on the first one.
+    owned: Option<Environment<'static>>,
 }
 
 impl<'env, 'src> Templates<'env, 'src> {
@@ -62,18 +71,29 @@ impl<'env, 'src> Templates<'env, 'src> {
         texts: impl IntoIterator<Item = &'src str>,
     ) -> Result<Self, (&'src str, String)> {
         let mut compiled = HashMap::new();
+        let mut owned: Option<Environment<'static>> = None;
         for text in texts {
             if compiled.contains_key(text) {
                 continue;
             }
             let c = match single_expression(text) {
                 Some(expr) => env.compile_expression_owned(expr.to_string()).map(Compiled::Expression),
-                None => env.template_from_str(text).map(Compiled::Template),
+                None => match sets::checked_sets(text) {
+                    None => env.template_from_str(text).map(Compiled::Template),
+                    // Compiled as written first, so that a syntax error reads as written.
+                    Some(checked) => env.template_from_str(text).and_then(|_| {
+                        let name = format!("template {}", compiled.len());
+                        let owned = owned.get_or_insert_with(|| env.clone());
+                        owned
+                            .add_template_owned(name.clone(), checked)
+                            .map(|()| Compiled::Owned(name))
+                    }),
+                },
             }
             .map_err(|e| (text, describe(&e)))?;
             compiled.insert(text, c);
         }
-        Ok(Templates { compiled })
+        Ok(Templates { compiled, owned })
     }
 
     /// Evaluate one template text. Single expressions keep their type.
@@ -93,6 +113,14 @@ impl<'env, 'src> Templates<'env, 'src> {
             Some(Compiled::Template(template)) => render_capped(template, context.clone())
                 .map(Value::String)
                 .map_err(|e| describe(&e)),
+            Some(Compiled::Owned(name)) => self
+                .owned
+                .as_ref()
+                .expect("an owned template has its environment")
+                .get_template(name)
+                .and_then(|template| render_capped(&template, context.clone()))
+                .map(Value::String)
+                .map_err(|e| describe(&e)),
             None => Err("internal error: template was not compiled".into()),
         }
     }
@@ -102,7 +130,10 @@ impl<'env, 'src> Templates<'env, 'src> {
 /// values it builds on the way are bounded by the fuel, which minijinja charges per byte too).
 pub fn render_capped(template: &Template<'_, '_>, context: minijinja::Value) -> Result<String, minijinja::Error> {
     let mut out = CappedWriter::default();
-    match template.render_captured_to(context, &mut out) {
+    sets::forget();
+    let rendered = template.render_captured_to(context, &mut out);
+    sets::forget();
+    match rendered {
         Ok(_) => String::from_utf8(out.buf)
             .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())),
         Err(_) if out.overflow => Err(minijinja::Error::new(
@@ -285,6 +316,114 @@ mod tests {
         // The same constructs at a sane size are fine.
         let ok = "{% set ns = namespace(s='ab') %}{% for i in range(10) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}";
         assert_eq!(expand(ok, json!({})).unwrap(), json!("2048"));
+    }
+
+    /// A namespace stored in itself, by any path, would recurse without end when printed
+    /// (the process died of a stack overflow); values nested level by level in a loop are
+    /// stopped too.
+    #[test]
+    fn sets_cannot_build_cycles_or_towers() {
+        for text in [
+            "{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}",
+            "{% set ns = namespace() %}{% set ns.l = [1, {'a': ns}] %}{{ ns == ns }}",
+            "{% set a = namespace() %}{% set b = namespace(a=a) %}{% set a.b = b %}{{ a|tojson }}",
+            "{% set ns = namespace() %}{% for x in [1, 2, ns] %}{% set ns.l = loop %}{% endfor %}{{ ns|tojson }}",
+            "{% set ns = namespace() %}{% set ns.a | batch(3, ns) %}ab{% endset %}{{ ns }}",
+            "{% set ns = namespace() %}{%- set ns.me = ns -%}{{ ns }}",
+            "{% set ns = namespace() %}{% set ns.a, ns.b = 1, ns %}{{ ns }}",
+            // The fuzzer's find (fuzz/regressions/templates/namespace-holding-itself).
+            "{% set ns = namespace(s='ab') %}{% set ns.s5= ns%}{% for i in range(03) %}{% set ns.s5= ns.s ~ ns>=(86) %}{% endfor %}",
+        ] {
+            let e = expand(text, json!({})).unwrap_err();
+            assert!(e.contains("may not hold a namespace or a loop"), "{text}: {e}");
+        }
+        let tower =
+            "{% set ns = namespace(x=[]) %}{% for i in range(10000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}";
+        let e = expand(tower, json!({})).unwrap_err();
+        assert!(e.contains(&format!("nest at most {MAX_DEPTH} levels")), "{e}");
+        let e = expand(
+            "{% set x = [] %}{% set x = [[[x]]] %}{% for i in range(300) %}{% set x = [x] %}{% endfor %}",
+            json!({}),
+        );
+        assert!(e.is_ok(), "a set inside a loop does not carry over: {e:?}");
+    }
+
+    /// What templates do with `set` every day still works, and a loop that appends stays
+    /// linear (each list's depth is remembered).
+    #[test]
+    fn everyday_sets_still_work() {
+        let ctx = json!({"items": [{"n": "a"}, {"n": "b"}], "deep": {"a": {"b": {"c": [1, [2, [3]]]}}}});
+        for (text, want) in [
+            (
+                "{% set ns = namespace(found=false) %}{% for i in items %}{% if i.n == 'b' %}{% set ns.found = true %}{% endif %}{% endfor %}{{ ns.found }}!",
+                "True!",
+            ),
+            (
+                "{% set ns = namespace(l=[]) %}{% for i in items %}{% set ns.l = ns.l + [i.n] %}{% endfor %}{{ ns.l|join(',') }}!",
+                "a,b!",
+            ),
+            (
+                "{% set ns = namespace(d=deep) %}{% set ns.e = deep.a %}{{ ns.d.a.b.c[1][1][0] }}{{ ns.e.b.c[0] }}",
+                "31",
+            ),
+            (
+                "{% set ns = namespace() %}{% set alias = ns %}{% set both = [ns, ns] %}{% set alias.x = 2 %}{{ both[1].x }}!",
+                "2!",
+            ),
+            (
+                "{%- set ns = namespace() -%}\n{%- set ns.a = 1 if true else 2 -%} {{ ns.a }}",
+                "1",
+            ),
+            ("{% set a, b = 1, 2 %}{{ a + b }}!", "3!"),
+            (
+                "{% set ns = namespace() %}{% set ns.t %}text{% endset %}{% set ns.u | upper %}up{% endset %}{{ ns.t }}{{ ns.u }}",
+                "textUP",
+            ),
+            (
+                "{% set r = range(3) %}{% set ns = namespace(r=r) %}{% set ns.s = r %}{{ ns.s|list }}",
+                "[0, 1, 2]",
+            ),
+            (
+                "{# set in a comment #}{% raw %}{% set x = 1 %}{% endraw %}",
+                "{% set x = 1 %}",
+            ),
+        ] {
+            assert_eq!(expand(text, ctx.clone()).unwrap(), json!(want), "{text}");
+        }
+        let started = std::time::Instant::now();
+        let append = "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = ns.l + [[i]] %}{% endfor %}{{ ns.l|length }}";
+        assert_eq!(expand(append, json!({})).unwrap(), json!("1000"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A broken `set` is reported as written, not as rewritten.
+    #[test]
+    fn set_syntax_errors_read_as_written() {
+        let e = expand("{% set ns.a = %}", json!({})).unwrap_err();
+        assert!(e.starts_with("syntax error"), "{e}");
+        assert!(!e.contains("__starmap_set"), "{e}");
+    }
+
+    /// The two minijinja types the check refuses are private to it, and found by name: this
+    /// fails if a new minijinja renames them.
+    #[test]
+    fn namespace_and_loop_type_names() {
+        let env = environment();
+        let ns = env.render_str("{{ namespace() }}", ()).unwrap();
+        assert_eq!(ns, "{}");
+        let names = env
+            .compile_expression("namespace()")
+            .unwrap()
+            .eval(())
+            .unwrap()
+            .as_object()
+            .map(|o| o.type_name())
+            .unwrap();
+        assert!(names.ends_with("::Namespace"), "{names}");
     }
 
     #[test]
