@@ -9,6 +9,7 @@
 #   STARMAP_E2E_CACHE   cache root (default ~/.cache/starmap-e2e)
 #   STARMAP_E2E_TIME    set to 1 to wrap each go build in /usr/bin/time -v (peak RAM in log)
 #   STARMAP_E2E_NO_FLUX set to 1 to skip the Flux controllers
+#   STARMAP_E2E_ARGOCD  set to 1 to build Argo CD too (the hub of tests/e2e/up.sh)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +23,7 @@ command -v go >/dev/null || die "go not found in PATH (need Go >= 1.23)"
 
 # Versions come from the committed go.mod files, so the cache key follows them.
 modver() { # modver <go.mod> <module path>
-  awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit}' "$1"
+  awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$1"
 }
 K8S_VERSION="$(modver "$HERE/k8s/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(modver "$HERE/k8s/go.mod" go.etcd.io/etcd/server/v3)"
@@ -139,6 +140,31 @@ if [[ -f "$HERE/flux/go.mod" && "${STARMAP_E2E_NO_FLUX:-0}" != 1 ]]; then
     chmod 644 "$CRDS"/*.yaml
     say "Flux CRDs copied to $CRDS"
   fi
+fi
+
+# Argo CD (STARMAP_E2E_ARGOCD=1): one multi-call binary, linked under the names of the roles
+# the hub runs (the name it is started under picks the role). Its go.mod declares go 1.27.0,
+# so this build alone uses the go1.27.3 toolchain from the proxy. About 7 min cold.
+if [[ "${STARMAP_E2E_ARGOCD:-0}" == 1 ]]; then
+  ARGOCD_VERSION="$(modver "$HERE/argocd/go.mod" github.com/argoproj/argo-cd/v3)"
+  [[ -n "$ARGOCD_VERSION" ]] || die "cannot read the Argo CD version from $HERE/argocd/go.mod"
+  build_one argocd "$ARGOCD_VERSION" "$HERE/argocd" env GOTOOLCHAIN=go1.27.3 GOFLAGS="-mod=mod -buildvcs=false" \
+    go build -trimpath -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION" \
+    -o "$CACHE/store/argocd@$ARGOCD_VERSION/argocd" github.com/argoproj/argo-cd/v3/cmd
+  for role in argocd-application-controller argocd-repo-server argocd-applicationset-controller; do
+    ln -sfn "$CACHE/store/argocd@$ARGOCD_VERSION/argocd" "$BIN/$role"
+  done
+  # The CRDs of the version that runs (manifests/crds in its module zip).
+  ARGOCD_CRDS="$CACHE/$KEY/argocd-crds-$ARGOCD_VERSION"
+  if ! compgen -G "$ARGOCD_CRDS/*.yaml" >/dev/null; then
+    d="$(cd "$HERE/argocd" && GOTOOLCHAIN=go1.27.3 go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)"
+    [[ -d "$d/manifests/crds" ]] || die "no CRDs in $d/manifests/crds"
+    mkdir -p "$ARGOCD_CRDS"
+    cp "$d"/manifests/crds/*-crd.yaml "$ARGOCD_CRDS/"
+    chmod 644 "$ARGOCD_CRDS"/*.yaml
+    say "Argo CD CRDs copied to $ARGOCD_CRDS"
+  fi
+  ln -sfn "$ARGOCD_CRDS" "$CACHE/$KEY/argocd-crds"
 fi
 
 if (( BUILT > 0 )); then

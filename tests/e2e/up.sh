@@ -16,6 +16,7 @@
 #   STARMAP_E2E_PORT_BASE  first port (default 21000); cluster i uses PORT_BASE + 100*i + k
 #   STARMAP_E2E_CACHE    binary cache, see build.sh
 #   STARMAP_E2E_NO_FLUX=1           clusters only
+#   STARMAP_E2E_ARGOCD=1            also an Argo CD hub on the first cluster (see below)
 #   STARMAP_E2E_KEEP_ON_FAILURE=1   leave processes running when startup fails (for debugging)
 set -euo pipefail
 
@@ -60,6 +61,16 @@ for b in "${need[@]}"; do
   [[ -x "$BIN/$b" ]] || die "missing $BIN/$b"
 done
 CRDS="$(dirname "$BIN")/crds"
+ARGOCD=0
+if [[ "${STARMAP_E2E_ARGOCD:-0}" == 1 ]]; then
+  ARGOCD=1
+  ARGOCD_CRDS="$(dirname "$BIN")/argocd-crds"
+  for b in argocd-application-controller argocd-repo-server argocd-applicationset-controller; do
+    [[ -x "$BIN/$b" ]] || die "missing $BIN/$b (STARMAP_E2E_ARGOCD=1 tests/e2e/build.sh builds it)"
+  done
+  compgen -G "$ARGOCD_CRDS/*.yaml" >/dev/null || die "no Argo CD CRDs in $ARGOCD_CRDS (run build.sh)"
+  command -v redis-server >/dev/null || die "redis-server not found (Debian: apt-get install redis-server)"
+fi
 (( FLUX )) && { compgen -G "$CRDS/*.yaml" >/dev/null || die "no Flux CRDs in $CRDS (run build.sh)"; }
 
 mkdir -p "$RUN/logs" "$RUN/pids" "$RUN/pki" "$RUN/data"
@@ -249,8 +260,8 @@ for ((i = 1; i <= N; i++)); do
     kubectl --kubeconfig "$kc" get serviceaccount default -n default
 done
 
-# ---------------------------------------------------------------- Flux (out of cluster)
-if (( FLUX )); then
+# ---------------------------------------------------------------- git (for Flux and Argo CD)
+if (( FLUX || ARGOCD )); then
   # One smart-HTTP git server for the fleet: bare repos under $RUN/git, URL
   # http://127.0.0.1:$GIT_PORT/git/<name>.git (git-http.py wraps git http-backend).
   GIT_PORT=$((PORT_BASE + 90))
@@ -259,6 +270,10 @@ if (( FLUX )); then
   say "git smart-HTTP server: http://127.0.0.1:$GIT_PORT/git/<repo>.git serving $RUN/git"
   spawn git-http python3 "$HERE/git-http.py" "$RUN/git" "$GIT_PORT"
   echo "http://127.0.0.1:$GIT_PORT/git" >"$RUN/git-url"
+fi
+
+# ---------------------------------------------------------------- Flux (out of cluster)
+if (( FLUX )); then
   # The OCI registry the edges' Flux pulls artifacts from (plain HTTP, files in $RUN/registry).
   REGISTRY_PORT=$((PORT_BASE + 91))
   mkdir -p "$RUN/registry"
@@ -299,6 +314,98 @@ if (( FLUX )); then
     wait_for "$name kustomize-controller /readyz (log: $RUN/logs/$name-kustomize-controller.log)" 60 \
       curl -fsS "http://127.0.0.1:$((p + 86))/readyz"
   done
+fi
+
+# ---------------------------------------------------------------- Argo CD hub (out of cluster)
+# On the first cluster (the hub): Argo CD's CRDs, namespace, settings and default project,
+# every cluster of the fleet as an Argo CD cluster Secret (labelled starmap.dev/managed, as
+# starmap's ApplicationSet selects them), then redis, the repo server, the application
+# controller and the ApplicationSet controller, all out of cluster.
+if (( ARGOCD )); then
+  hub="${NAMES[0]}"; hkc="$RUN/data/$hub/kubeconfig"
+  ARGO_DIR="$RUN/argocd"; mkdir -p "$ARGO_DIR/tls" "$ARGO_DIR/ssh" "$ARGO_DIR/redis"
+  REDIS=$((PORT_BASE + 92)); REPO=$((PORT_BASE + 93)); REPO_METRICS=$((PORT_BASE + 94))
+  CTRL_METRICS=$((PORT_BASE + 95)); APPSET_METRICS=$((PORT_BASE + 96)); APPSET_PROBE=$((PORT_BASE + 97))
+  APPSET_WEBHOOK=$((PORT_BASE + 98))
+  echo "hub=$hub redis=$REDIS repo-server=$REPO repo-metrics=$REPO_METRICS controller-metrics=$CTRL_METRICS appset-metrics=$APPSET_METRICS appset-probe=$APPSET_PROBE" >"$ARGO_DIR/ports"
+  # The controllers read their namespace from the kubeconfig's context.
+  akc="$ARGO_DIR/kubeconfig"; cp "$hkc" "$akc"
+  KUBECONFIG="$akc" kubectl config set-context --current --namespace argocd >/dev/null
+  ka() { kubectl --kubeconfig "$hkc" "$@"; }
+  say "$hub: Argo CD CRDs, namespace argocd, argocd-cm, argocd-secret, AppProject default"
+  ka apply --server-side -f "$ARGOCD_CRDS/" >/dev/null || die "$hub: cannot apply the Argo CD CRDs"
+  wait_for "the Argo CD CRDs to be Established" 60 ka wait --for=condition=Established crd --all --timeout=5s
+  ka apply -f - >/dev/null <<EOF || die "$hub: cannot create Argo CD's settings"
+apiVersion: v1
+kind: Namespace
+metadata: {name: argocd}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: argocd-cm
+  namespace: argocd
+  labels: {app.kubernetes.io/part-of: argocd}
+data:
+  timeout.reconciliation: 10s
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: argocd-secret
+  namespace: argocd
+  labels: {app.kubernetes.io/part-of: argocd}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: default, namespace: argocd}
+spec:
+  sourceRepos: ["*"]
+  destinations: [{server: "*", namespace: "*", name: "*"}]
+  clusterResourceWhitelist: [{group: "*", kind: "*"}]
+EOF
+  ca="$(base64 -w0 <"$PKI/ca.crt")"; cert="$(base64 -w0 <"$PKI/admin.crt")"; key="$(base64 -w0 <"$PKI/admin.key")"
+  for ((i = 1; i <= N; i++)); do
+    name="${NAMES[i - 1]}"; api=$((PORT_BASE + 100 * i + 43))
+    ka apply -f - >/dev/null <<EOF || die "cannot register $name with Argo CD"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: cluster-$name
+  namespace: argocd
+  labels:
+    argocd.argoproj.io/secret-type: cluster
+    starmap.dev/managed: "true"
+stringData:
+  name: $name
+  server: https://127.0.0.1:$api
+  config: '{"tlsClientConfig": {"caData": "$ca", "certData": "$cert", "keyData": "$key"}}'
+EOF
+  done
+  say "Argo CD: redis on 127.0.0.1:$REDIS"
+  spawn argocd-redis redis-server --bind 127.0.0.1 --port "$REDIS" --save "" --appendonly no --dir "$ARGO_DIR/redis"
+  wait_for "redis (log: $RUN/logs/argocd-redis.log)" 30 redis-cli -p "$REDIS" ping
+  argo_env=(env KUBECONFIG="$akc" ARGOCD_FAKE_IN_CLUSTER=true ARGOCD_GPG_ENABLED=false
+    ARGOCD_TLS_DATA_PATH="$ARGO_DIR/tls" ARGOCD_SSH_DATA_PATH="$ARGO_DIR/ssh"
+    ARGOCD_ASK_PASS_SOCK="$ARGO_DIR/askpass.sock" HOME="$ARGO_DIR")
+  say "Argo CD: repo server on 127.0.0.1:$REPO"
+  spawn argocd-repo-server "${argo_env[@]}" "$BIN/argocd-repo-server" --address 127.0.0.1 --port "$REPO" \
+    --metrics-address 127.0.0.1 --metrics-port "$REPO_METRICS" --redis "127.0.0.1:$REDIS" --disable-tls --client-ca-path= \
+    --loglevel info
+  wait_for "the Argo CD repo server (log: $RUN/logs/argocd-repo-server.log)" 60 curl -fsS "http://127.0.0.1:$REPO_METRICS/metrics"
+  say "Argo CD: application controller, ApplicationSet controller"
+  spawn argocd-application-controller "${argo_env[@]}" "$BIN/argocd-application-controller" \
+    --redis "127.0.0.1:$REDIS" --repo-server "127.0.0.1:$REPO" --repo-server-plaintext \
+    --metrics-port "$CTRL_METRICS" --app-resync 10 --loglevel info
+  spawn argocd-applicationset-controller "${argo_env[@]}" "$BIN/argocd-applicationset-controller" \
+    --argocd-repo-server "127.0.0.1:$REPO" --repo-server-plaintext \
+    --metrics-addr "127.0.0.1:$APPSET_METRICS" --probe-addr "127.0.0.1:$APPSET_PROBE" \
+    --webhook-addr "127.0.0.1:$APPSET_WEBHOOK" --loglevel info
+  wait_for "the Argo CD application controller (log: $RUN/logs/argocd-application-controller.log)" 60 \
+    curl -fsS "http://127.0.0.1:$CTRL_METRICS/metrics"
+  wait_for "the ApplicationSet controller (log: $RUN/logs/argocd-applicationset-controller.log)" 60 \
+    curl -fsS "http://127.0.0.1:$APPSET_METRICS/metrics"
+  echo "$hub" >"$RUN/argocd-hub"
 fi
 
 KUBECONFIG="$KUBECONFIG_OUT" kubectl config use-context "${NAMES[0]}" >/dev/null
