@@ -117,25 +117,6 @@ fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()
     }
 }
 
-/// No ingress controller runs here; give the Ingress the address one would, or Argo CD's
-/// health rules rightly keep it Progressing.
-fn give_ingress_an_address(fleet: &Fleet) {
-    let _ = fleet.kubectl(
-        "store-0042",
-        &[
-            "patch",
-            "ingress",
-            "-n",
-            "storefront",
-            "storefront",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"10.255.0.10"}]}}}"#,
-        ],
-    );
-}
-
 #[test]
 fn argocd_syncs_what_starmap_renders_and_follows_changes() {
     let Some(fleet) = Fleet::from_env(&format!(
@@ -161,7 +142,10 @@ fn argocd_syncs_what_starmap_renders_and_follows_changes() {
     fleet
         .kubectl(&hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
         .expect("kubectl apply -k argocd/ on the hub");
-    wait_synced(&fleet, &hub, &first, || give_ingress_an_address(&fleet));
+    wait_synced(&fleet, &hub, &first, || {
+        // It exists once the first sync has created it.
+        let _ = fleet.give_ingress_an_address("store-0042");
+    });
     fleet.assert_live_matches(&repo, "main", &CLUSTERS, scratch.path());
     let storefront = fleet
         .kubectl_json(
@@ -191,7 +175,10 @@ fn argocd_syncs_what_starmap_renders_and_follows_changes() {
     starmap(&["render", "--source", src, "--deploy", deploy]);
     let second = git(&repo, &["rev-parse", "main"]);
     assert_ne!(first, second, "the change made a commit");
-    wait_synced(&fleet, &hub, &second, || give_ingress_an_address(&fleet));
+    wait_synced(&fleet, &hub, &second, || {
+        // It exists once the first sync has created it.
+        let _ = fleet.give_ingress_an_address("store-0042");
+    });
     fleet.assert_live_matches(&repo, "main", &CLUSTERS, scratch.path());
     let storefront = fleet
         .kubectl_json(

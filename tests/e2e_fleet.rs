@@ -212,23 +212,8 @@ fn cluster_entry<'a>(report: &'a Value, cluster: &str) -> &'a Value {
 }
 
 fn status_round_trip(fleet: &Fleet, scratch: &tempfile::TempDir, source: &Path, repo: &Path, rendered: &str) {
-    // No ingress controller runs here; give the Ingress the address one would, or the
-    // health rules (like Argo CD's) rightly keep it Progressing.
     fleet
-        .kubectl(
-            "store-0042",
-            &[
-                "patch",
-                "ingress",
-                "-n",
-                "storefront",
-                "storefront",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                r#"{"status":{"loadBalancer":{"ingress":[{"ip":"10.255.0.10"}]}}}"#,
-            ],
-        )
+        .give_ingress_an_address("store-0042")
         .expect("set the Ingress address");
 
     // Every object Healthy, and each cluster runs the render commit.

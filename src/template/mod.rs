@@ -424,6 +424,13 @@ mod tests {
             .map(|o| o.type_name())
             .unwrap();
         assert!(names.ends_with("::Namespace"), "{names}");
+        // Nothing but the loop itself is in reach here: only its type name can refuse it.
+        let e = expand(
+            "{% set ns = namespace() %}{% for x in [1] %}{% set ns.l = loop %}{% endfor %}",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(e.contains("may not hold a namespace or a loop"), "{e}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn checked_sets(text: &str) -> Option<String> {
     let tokens = tokenize(text, false, SyntaxConfig::default())
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
-    let mut inserts: Vec<(usize, &str)> = Vec::new();
+    let mut inserts: Vec<(usize, String)> = Vec::new();
     let mut i = 0;
     while i + 1 < tokens.len() {
         if !(matches!(tokens[i].0, Token::BlockStart) && matches!(tokens[i + 1].0, Token::Ident("set"))) {
@@ -71,15 +71,11 @@ pub fn checked_sets(text: &str) -> Option<String> {
         let Some(end) = (j..tokens.len()).find(|&k| matches!(tokens[k].0, Token::BlockEnd)) else {
             break;
         };
-        let check = if dotted {
-            "|__starmap_set(true)"
-        } else {
-            "|__starmap_set(false)"
-        };
+        let check = format!("|{FILTER}({dotted})");
         match tokens[j].0 {
             Token::Assign => {
-                inserts.push((tokens[j].1.end_offset as usize, "("));
-                inserts.push((tokens[end].1.start_offset as usize, ")"));
+                inserts.push((tokens[j].1.end_offset as usize, "(".into()));
+                inserts.push((tokens[end].1.start_offset as usize, ")".into()));
                 inserts.push((tokens[end].1.start_offset as usize, check));
             }
             // A block set captures text, and its filters may add values (`batch(2, ns)`).
@@ -96,7 +92,7 @@ pub fn checked_sets(text: &str) -> Option<String> {
     for (offset, insert) in inserts {
         out.push_str(&text[at..offset]);
         out.push(' ');
-        out.push_str(insert);
+        out.push_str(&insert);
         out.push(' ');
         at = offset;
     }

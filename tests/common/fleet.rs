@@ -152,6 +152,26 @@ impl Fleet {
         }
     }
 
+    /// No ingress controller runs in the fleet: give the fixtures' storefront Ingress on
+    /// `cluster` the address one would, or health rules (Argo CD's and starmap's) rightly
+    /// keep it Progressing.
+    pub fn give_ingress_an_address(&self, cluster: &str) -> Result<String, String> {
+        self.kubectl(
+            cluster,
+            &[
+                "patch",
+                "ingress",
+                "-n",
+                "storefront",
+                "storefront",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"loadBalancer":{"ingress":[{"ip":"10.255.0.10"}]}}}"#,
+            ],
+        )
+    }
+
     /// The live objects of each cluster equal its directory in the deploy repo at `rev`.
     pub fn assert_live_matches(&self, repo: &std::path::Path, rev: &str, clusters: &[&str], scratch: &std::path::Path) {
         for cluster in clusters {
