@@ -1,23 +1,24 @@
 //! End to end with Argo CD as the delivery: starmap renders the fixtures into a deploy repo
 //! served over smart HTTP; on the hub (store-0042), `kubectl apply -k argocd/` creates the
-//! ApplicationSet; Argo CD v3.6.2 (built from the Go module proxy, run out of cluster by the
-//! harness) makes one Application per cluster and syncs each cluster's directory into its
-//! real kube-apiserver. The live objects are compared with the rendered files; then the
-//! source changes (one property, one placement) and the live state must follow, pruning
-//! included; finally `status collect --argocd-hub` reads what Argo CD reported.
+//! ApplicationSet (either generator) or the root Application; Argo CD v3.6.2 (built from the
+//! Go module proxy, run out of cluster by the harness) makes one Application per cluster and
+//! syncs each cluster's directory into its real kube-apiserver. The live objects are compared
+//! with the rendered files; then the source changes (one property, one placement) and the
+//! live state must follow, pruning included; `status collect --argocd-hub` reads what Argo CD
+//! reported, a Degraded revision included.
 //!
 //! Needs the harness with its Argo CD hub:
 //! `STARMAP_E2E_ARGOCD=1 STARMAP_E2E_NO_FLUX=1 tests/e2e/up.sh 3 store-0042 store-1001 store-2001`
 //! and `STARMAP_E2E_KUBECONFIG=$STARMAP_E2E_RUN/kubeconfig` (docs/testing.md). Without it the
-//! test says it was skipped and passes.
+//! tests say they were skipped and pass.
 
 mod common;
 
 use common::fleet::Fleet;
 use common::{git, starmap_ok as starmap};
 
-use std::path::Path;
-use std::process::Command;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,65 +26,91 @@ use serde_json::Value;
 const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
 const SYNC_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// The hub the harness runs Argo CD on, or `None` after saying why the test is skipped.
-fn hub(fleet: &Fleet) -> Option<String> {
-    let file = fleet.kubeconfig.parent().unwrap().join("argocd-hub");
-    match std::fs::read_to_string(&file) {
-        Ok(hub) => Some(hub.trim().to_string()),
-        Err(_) if std::env::var_os("STARMAP_REQUIRE_ARGOCD").is_some() => {
-            panic!(
-                "STARMAP_REQUIRE_ARGOCD is set but the fleet has no Argo CD hub ({} is missing)",
-                file.display()
-            )
-        }
-        Err(_) => {
-            eprintln!(
-                "SKIPPED: the fleet has no Argo CD hub; start it with STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh 3 {}",
-                CLUSTERS.join(" ")
-            );
-            None
-        }
-    }
+/// How starmap.yaml asks for Argo CD: `argocd:` below the deploy repo's settings.
+const CLUSTER_GENERATOR: &str = "mode: applicationset\n  generator: cluster";
+const GIT_DIRECTORY_GENERATOR: &str = "mode: applicationset\n  generator: git-directory";
+const APPLICATIONS: &str = "mode: applications";
+
+/// One test's source (the fixtures, delivered by Argo CD only) and deploy repo, on the
+/// harness's git server, with the hub to itself while it lives.
+struct Case {
+    fleet: Fleet,
+    hub: String,
+    scratch: tempfile::TempDir,
+    source: PathBuf,
+    repo: PathBuf,
+    _one: MutexGuard<'static, ()>,
 }
 
-/// The fixtures, delivered by Argo CD only, from the harness's git server.
-fn source_for(fleet: &Fleet, repo_name: &str, dir: &Path, generator: &str) {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let status = Command::new("cp").arg("-r").arg(&fixtures).arg(dir).status().unwrap();
-    assert!(status.success());
-    let config = format!(
-        "ignore: [drafts/**, .github/**]\n\
-         deploy:\n  url: {}/{repo_name}\n  branch: main\n\
-         flux:\n  enabled: false\n\
-         argocd:\n  mode: applicationset\n  generator: {generator}\n",
-        fleet.git_url
-    );
-    std::fs::write(dir.join("fixtures/starmap.yaml"), config).unwrap();
-}
+/// Every test points the same clusters' Applications at its own deploy repo: one at a time.
+static HUB: Mutex<()> = Mutex::new(());
 
-/// The Application of each cluster, by cluster.
-fn applications(fleet: &Fleet, hub: &str) -> Vec<Value> {
-    fleet
-        .kubectl_json(hub, &["get", "applications.argoproj.io", "-n", "argocd", "-o", "json"])
-        .map(|list| list["items"].as_array().cloned().unwrap_or_default())
-        .unwrap_or_default()
-}
-
-fn summary(apps: &[Value]) -> String {
-    apps.iter()
-        .map(|a| {
-            format!(
-                "{}: sync {} at {}, health {} ({}), conditions {}",
-                a["metadata"]["name"],
-                a["status"]["sync"]["status"],
-                a["status"]["sync"]["revision"],
-                a["status"]["health"]["status"],
-                a["status"]["operationState"]["message"],
-                a["status"]["conditions"]
-            )
+impl Case {
+    fn new(name: &str, argocd: &str) -> Option<Case> {
+        let fleet = Fleet::from_env(&format!(
+            "`STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh 3 {}`",
+            CLUSTERS.join(" ")
+        ))?;
+        let hub = fleet.argocd_hub()?;
+        let one = HUB.lock().unwrap_or_else(|e| e.into_inner());
+        fleet.clear_argocd_hub(&hub);
+        let scratch = tempfile::tempdir().unwrap();
+        let repo_name = format!("deploy-argocd-{name}-{}.git", std::process::id());
+        let repo = fleet.git_root.join(&repo_name);
+        git(&fleet.git_root, &["init", "-q", "--bare", "-b", "main", &repo_name]);
+        let source = scratch.path().join("fixtures");
+        common::copy_dir(&common::fixtures(), &source);
+        let config = format!(
+            "ignore: [drafts/**, .github/**]\n\
+             deploy:\n  url: {}/{repo_name}\n  branch: main\n\
+             flux:\n  enabled: false\n\
+             argocd:\n  {argocd}\n",
+            fleet.git_url
+        );
+        std::fs::write(source.join("starmap.yaml"), config).unwrap();
+        Some(Case {
+            fleet,
+            hub,
+            scratch,
+            source,
+            repo,
+            _one: one,
         })
-        .collect::<Vec<_>>()
-        .join("\n  ")
+    }
+
+    fn render(&self) -> String {
+        starmap(&["render", "--source", self.src(), "--deploy", self.deploy()]);
+        git(&self.repo, &["rev-parse", "main"])
+    }
+
+    fn src(&self) -> &str {
+        self.source.to_str().unwrap()
+    }
+
+    fn deploy(&self) -> &str {
+        self.repo.to_str().unwrap()
+    }
+
+    /// `kubectl apply -k argocd/` on the hub, from a clone of the deploy repo: what a
+    /// platform team does once.
+    fn apply_argocd_dir(&self) {
+        let checkout = self.scratch.path().join("deploy");
+        git(
+            self.scratch.path(),
+            &["clone", "-q", self.deploy(), checkout.to_str().unwrap()],
+        );
+        self.fleet
+            .kubectl(&self.hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
+            .expect("kubectl apply -k argocd/ on the hub");
+    }
+
+    /// Every Application Synced to `commit` and Healthy; then each edge's live objects equal
+    /// its directory.
+    fn assert_delivered(&self, commit: &str) {
+        wait_synced(&self.fleet, &self.hub, commit, || give_ingresses_addresses(&self.fleet));
+        self.fleet
+            .assert_live_matches(&self.repo, "main", &CLUSTERS, self.scratch.path());
+    }
 }
 
 /// Waits until each cluster's Application is Synced to `commit` and Healthy; `on_wait` runs
@@ -91,7 +118,7 @@ fn summary(apps: &[Value]) -> String {
 fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()) {
     let start = Instant::now();
     loop {
-        let apps = applications(fleet, hub);
+        let apps = fleet.argocd_applications(hub);
         let done = CLUSTERS.iter().all(|c| {
             apps.iter().any(|a| {
                 a["metadata"]["name"] == format!("starmap-{c}").as_str()
@@ -110,43 +137,76 @@ fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()
         assert!(
             start.elapsed() < SYNC_TIMEOUT,
             "Argo CD did not sync {commit} everywhere:\n  {}",
-            summary(&apps)
+            Fleet::describe_applications(&apps)
         );
         on_wait();
         std::thread::sleep(Duration::from_secs(1));
     }
 }
 
+/// Argo CD counts an Ingress without an address as Progressing, and no ingress controller runs
+/// here to give one. Each storefront Ingress exists once a sync has created it; until then the
+/// patch fails, which is why its error is ignored.
+fn give_ingresses_addresses(fleet: &Fleet) {
+    for cluster in CLUSTERS {
+        let _ = fleet.give_ingress_an_address(cluster);
+    }
+}
+
+fn collect(case: &Case) -> Value {
+    let out = starmap(&[
+        "status",
+        "collect",
+        "--source",
+        case.src(),
+        "--deploy",
+        case.deploy(),
+        "--kubeconfig",
+        case.fleet.kubeconfig.to_str().unwrap(),
+        "--argocd-hub",
+        &case.hub,
+        "-o",
+        "json",
+    ]);
+    serde_json::from_str(&out).expect("collect -o json")
+}
+
+fn cluster_entry<'a>(report: &'a Value, cluster: &str) -> &'a Value {
+    report["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
+        .unwrap_or_else(|| panic!("{cluster} not in {report}"))
+}
+
+/// The clusters among the fleet's whose directory holds `pos/` at the branch tip.
+fn clusters_with_pos(repo: &std::path::Path) -> Vec<&'static str> {
+    CLUSTERS
+        .into_iter()
+        .filter(|c| {
+            std::process::Command::new("git")
+                .args(["cat-file", "-e", &format!("main:clusters/{c}/pos")])
+                .current_dir(repo)
+                .status()
+                .unwrap()
+                .success()
+        })
+        .collect()
+}
+
+/// The `cluster` generator: one Application per registered cluster Secret. Then a property
+/// and a placement change, pruning, status from Argo CD alone, and a Degraded revision in
+/// the placement summary.
 #[test]
-fn argocd_syncs_what_starmap_renders_and_follows_changes() {
-    let Some(fleet) = Fleet::from_env(&format!(
-        "`STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh 3 {}`",
-        CLUSTERS.join(" ")
-    )) else {
+fn cluster_generator_syncs_each_directory_and_follows_changes() {
+    let Some(case) = Case::new("cluster", CLUSTER_GENERATOR) else {
         return;
     };
-    let Some(hub) = hub(&fleet) else { return };
-    let scratch = tempfile::tempdir().unwrap();
-    let repo_name = format!("deploy-argocd-{}.git", std::process::id());
-    let repo = fleet.git_root.join(&repo_name);
-    git(&fleet.git_root, &["init", "-q", "--bare", "-b", "main", &repo_name]);
-    source_for(&fleet, &repo_name, scratch.path(), "cluster");
-    let source = scratch.path().join("fixtures");
-    let (src, deploy) = (source.to_str().unwrap(), repo.to_str().unwrap());
+    let fleet = &case.fleet;
 
-    // 1. Render; on the hub, apply argocd/ once (what a platform team does once).
-    starmap(&["render", "--source", src, "--deploy", deploy]);
-    let first = git(&repo, &["rev-parse", "main"]);
-    let checkout = scratch.path().join("deploy");
-    git(scratch.path(), &["clone", "-q", deploy, checkout.to_str().unwrap()]);
-    fleet
-        .kubectl(&hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
-        .expect("kubectl apply -k argocd/ on the hub");
-    wait_synced(&fleet, &hub, &first, || {
-        // It exists once the first sync has created it.
-        let _ = fleet.give_ingress_an_address("store-0042");
-    });
-    fleet.assert_live_matches(&repo, "main", &CLUSTERS, scratch.path());
+    // 1. Render; on the hub, apply argocd/ once.
+    let first = case.render();
+    case.apply_argocd_dir();
+    case.assert_delivered(&first);
     let storefront = fleet
         .kubectl_json(
             "store-0042",
@@ -162,24 +222,19 @@ fn argocd_syncs_what_starmap_renders_and_follows_changes() {
     );
 
     // 2. One property of one cluster and one placement change; Argo CD follows, pruning.
-    let inventory = source.join("inventory/us-east.yaml");
+    let inventory = case.source.join("inventory/us-east.yaml");
     let text = std::fs::read_to_string(&inventory).unwrap();
     let (before, after) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
     let after = after.replacen("replicas: 2", "replicas: 4", 1);
     std::fs::write(&inventory, format!("{before}name: store-0042{after}")).unwrap();
-    let placement = source.join("placements/storefront.yaml");
+    let placement = case.source.join("placements/storefront.yaml");
     let text = std::fs::read_to_string(&placement).unwrap();
     let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
     assert_ne!(changed, text);
     std::fs::write(&placement, changed).unwrap();
-    starmap(&["render", "--source", src, "--deploy", deploy]);
-    let second = git(&repo, &["rev-parse", "main"]);
+    let second = case.render();
     assert_ne!(first, second, "the change made a commit");
-    wait_synced(&fleet, &hub, &second, || {
-        // It exists once the first sync has created it.
-        let _ = fleet.give_ingress_an_address("store-0042");
-    });
-    fleet.assert_live_matches(&repo, "main", &CLUSTERS, scratch.path());
+    case.assert_delivered(&second);
     let storefront = fleet
         .kubectl_json(
             "store-0042",
@@ -200,28 +255,149 @@ fn argocd_syncs_what_starmap_renders_and_follows_changes() {
     }
 
     // 3. Status from Argo CD alone: each cluster runs the second commit, Healthy.
-    let report: Value = serde_json::from_str(&starmap(&[
-        "status",
-        "collect",
-        "--source",
-        src,
-        "--deploy",
-        deploy,
-        "--kubeconfig",
-        fleet.kubeconfig.to_str().unwrap(),
-        "--argocd-hub",
-        &hub,
-        "-o",
-        "json",
-    ]))
-    .expect("collect -o json");
+    let report = collect(&case);
     for cluster in CLUSTERS {
-        let entry = report["clusters"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
-            .unwrap_or_else(|| panic!("{cluster} not in {report}"));
+        let entry = cluster_entry(&report, cluster);
         assert_eq!(entry["appliedRevision"], second.as_str(), "{cluster}: {entry}");
         assert_eq!(entry["current"], true, "{entry}");
         assert_eq!(entry["health"], "Healthy", "{entry}");
     }
+
+    // 4. A revision whose pos-backend cannot be scheduled: its progress deadline passes, Argo
+    // CD reports the Applications Degraded, and the pos placement's summary says so.
+    let path = case.source.join("workloads/pos/pos-backend.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broken = text
+        .replacen(
+            "spec:\n  replicas:",
+            "spec:\n  progressDeadlineSeconds: 5\n  replicas:",
+            1,
+        )
+        .replacen(
+            "      tolerations:\n",
+            "      nodeSelector: {e2e.starmap.dev/node: none}\n      tolerations:\n",
+            1,
+        );
+    assert_ne!(broken, text, "pos-backend.yaml changed shape");
+    std::fs::write(&path, broken).unwrap();
+    let third = case.render();
+    let with_pos = clusters_with_pos(&case.repo);
+    assert!(!with_pos.is_empty(), "pos is placed on the fleet");
+    let start = Instant::now();
+    loop {
+        let apps = fleet.argocd_applications(&case.hub);
+        let degraded = with_pos.iter().all(|c| {
+            apps.iter().any(|a| {
+                a["metadata"]["name"] == format!("starmap-{c}").as_str()
+                    && a["status"]["sync"]["revision"] == third.as_str()
+                    && a["status"]["health"]["status"] == "Degraded"
+            })
+        });
+        if degraded {
+            break;
+        }
+        assert!(
+            start.elapsed() < SYNC_TIMEOUT,
+            "Argo CD did not report {with_pos:?} Degraded at {third}:\n  {}",
+            Fleet::describe_applications(&apps)
+        );
+        give_ingresses_addresses(fleet);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let report = collect(&case);
+    for cluster in &with_pos {
+        let entry = cluster_entry(&report, cluster);
+        assert_eq!(entry["health"], "Degraded", "{entry}");
+        assert_eq!(entry["appliedRevision"], third.as_str(), "{entry}");
+    }
+    let shown: Value = serde_json::from_str(&starmap(&["status", "show", "--deploy", case.deploy(), "-o", "json"]))
+        .expect("status show -o json");
+    let pos = shown["placements"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["placement"] == "pos"))
+        .unwrap_or_else(|| panic!("no pos placement in {shown}"));
+    for cluster in &with_pos {
+        let row = pos["notHealthy"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["cluster"] == *cluster))
+            .unwrap_or_else(|| panic!("{cluster} not among pos's unhealthy clusters: {pos}"));
+        assert_eq!(row["health"], "Degraded", "{row}");
+    }
+    eprintln!("the pos placement, as Argo CD reports it: {pos}");
+}
+
+/// The `git-directory` generator: one Application per `clusters/*` directory, its destination
+/// the cluster Secret of the same name.
+#[test]
+fn git_directory_generator_syncs_each_directory() {
+    let Some(case) = Case::new("git-directory", GIT_DIRECTORY_GENERATOR) else {
+        return;
+    };
+    let commit = case.render();
+    case.apply_argocd_dir();
+    case.assert_delivered(&commit);
+}
+
+/// Sets `cluster`'s spec.server in the inventory to its API server in the harness (the
+/// fixtures name addresses of a real fleet; store-2001 has none and is reached by name).
+fn point_inventory_at_the_harness(case: &Case, cluster: &str) {
+    let server = case
+        .fleet
+        .kubectl(
+            cluster,
+            &[
+                "config",
+                "view",
+                "--minify",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}",
+            ],
+        )
+        .expect("the cluster's server in the kubeconfig");
+    for file in std::fs::read_dir(case.source.join("inventory")).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some((before, after)) = text.split_once(&format!("name: {cluster}\n")) else {
+            continue;
+        };
+        // The server line of this cluster's document, if it has one.
+        let document_end = after.find("\n---").unwrap_or(after.len());
+        if let Some(at) = after[..document_end].find("  server: ") {
+            let line_end = at + after[at..].find('\n').unwrap();
+            let after = format!("{}  server: {}{}", &after[..at], server.trim(), &after[line_end..]);
+            std::fs::write(&path, format!("{before}name: {cluster}\n{after}")).unwrap();
+        }
+    }
+}
+
+/// Mode `applications`: argocd/ holds the root Application, which syncs one Application per
+/// cluster from argocd/applications/ onto the hub.
+#[test]
+fn applications_mode_with_the_root_application_syncs_each_directory() {
+    let Some(case) = Case::new("applications", APPLICATIONS) else {
+        return;
+    };
+    // Each Application's destination is its Cluster's spec.server: the harness's API servers.
+    for cluster in CLUSTERS {
+        point_inventory_at_the_harness(&case, cluster);
+    }
+    let commit = case.render();
+    case.apply_argocd_dir();
+    case.assert_delivered(&commit);
+    let root = case
+        .fleet
+        .kubectl_json(
+            &case.hub,
+            &[
+                "get",
+                "applications.argoproj.io",
+                "-n",
+                "argocd",
+                "starmap-root",
+                "-o",
+                "json",
+            ],
+        )
+        .expect("the root Application");
+    assert_eq!(root["status"]["sync"]["status"], "Synced", "{}", root["status"]);
 }

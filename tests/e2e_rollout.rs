@@ -30,6 +30,7 @@ const CLUSTERS: [&str; 3] = ["store-0042", "store-1001", "store-2001"];
 const REST: [&str; 2] = ["store-1001", "store-2001"];
 const POS_BACKEND: &str = "pos/deployment.apps_pos-backend.yaml";
 const DEADLINE: Duration = Duration::from_secs(240);
+const FLUX: &str = "flux:\n  interval: 3s\n  syncInterval: 30s\n  timeout: 2m\n";
 /// Both tests re-point the same clusters' Flux at their own deploy repo: one at a time.
 static FLEET: Mutex<()> = Mutex::new(());
 
@@ -74,6 +75,9 @@ enum Delivery {
     Git,
     /// One OCI artifact per cluster in the harness's registry.
     Oci,
+    /// Argo CD on the harness's hub (an ApplicationSet, the `cluster` generator); status
+    /// from the hub's Applications.
+    ArgoCd,
 }
 
 fn setup(fleet: &Fleet, name: &str, delivery: Delivery) -> Setup {
@@ -86,13 +90,14 @@ fn setup(fleet: &Fleet, name: &str, delivery: Delivery) -> Setup {
     std::fs::write(
         source.join("starmap.yaml"),
         format!(
-            "ignore: [drafts/**, .github/**]\ndeploy:\n  url: {}/{repo_name}\n  branch: main\n\
-             flux:\n  interval: 3s\n  syncInterval: 30s\n  timeout: 2m\n{}",
+            "ignore: [drafts/**, .github/**]\ndeploy:\n  url: {}/{repo_name}\n  branch: main\n{}",
             fleet.git_url,
             match delivery {
-                Delivery::Git => String::new(),
+                Delivery::Git => FLUX.to_string(),
+                Delivery::ArgoCd =>
+                    "flux:\n  enabled: false\nargocd:\n  mode: applicationset\n  generator: cluster\n".into(),
                 Delivery::Oci => format!(
-                    "oci:\n  repository: {}/{name}-{}\n  insecure: true\n",
+                    "{FLUX}oci:\n  repository: {}/{name}-{}\n  insecure: true\n",
                     fleet.registry.as_deref().expect("the harness runs a registry"),
                     std::process::id()
                 ),
@@ -117,6 +122,23 @@ fn setup(fleet: &Fleet, name: &str, delivery: Delivery) -> Setup {
     }
 }
 
+/// Point the delivery at the deploy repo: each cluster's Flux, or the Argo CD hub.
+fn bootstrap(fleet: &Fleet, s: &Setup, hub: Option<&str>) {
+    let Some(hub) = hub else {
+        return bootstrap_flux(fleet, s);
+    };
+    fleet.clear_argocd_hub(hub);
+    let checkout = s._scratch.path().join("deploy");
+    git(
+        s._scratch.path(),
+        &["clone", "-q", s.repo.to_str().unwrap(), checkout.to_str().unwrap()],
+    )
+    .unwrap();
+    fleet
+        .kubectl(hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
+        .expect("kubectl apply -k argocd/ on the hub");
+}
+
 /// Point each cluster's Flux at the deploy repo, with the objects starmap generated for it.
 fn bootstrap_flux(fleet: &Fleet, s: &Setup) {
     for cluster in CLUSTERS {
@@ -136,7 +158,8 @@ fn bootstrap_flux(fleet: &Fleet, s: &Setup) {
 struct Controller(Child);
 
 impl Controller {
-    fn start(fleet: &Fleet, s: &Setup) -> Controller {
+    /// Status from the clusters, or from the Argo CD `hub`'s Applications.
+    fn start(fleet: &Fleet, s: &Setup, hub: Option<&str>) -> Controller {
         let child = Command::new(env!("CARGO_BIN_EXE_starmap"))
             .args(["run", "--source"])
             .arg(&s.source)
@@ -146,6 +169,7 @@ impl Controller {
             .arg(&fleet.kubeconfig)
             .args(["--interval", "1s", "--status-interval", "2s", "--timeout", "10s"])
             .args(["--listen", "127.0.0.1:0"])
+            .args(hub.map(|h| ["--argocd-hub", h]).into_iter().flatten())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -263,25 +287,40 @@ fn waves_open_on_real_status_with_oci_delivery_too() {
     waves(Delivery::Oci);
 }
 
+/// The same waves with Argo CD delivering (the harness's hub: `STARMAP_E2E_ARGOCD=1`), gated
+/// on the sync revision and health Argo CD reports; skipped on a fleet without a hub.
+#[test]
+fn waves_open_on_the_revision_and_health_argo_cd_reports() {
+    waves(Delivery::ArgoCd);
+}
+
 fn waves(delivery: Delivery) {
     let Some(fleet) = Fleet::from_env(&format!("`tests/e2e/up.sh 3 {}`", CLUSTERS.join(" "))) else {
         return;
     };
+    let hub = match delivery {
+        Delivery::ArgoCd => match fleet.argocd_hub() {
+            Some(hub) => Some(hub),
+            None => return,
+        },
+        Delivery::Git | Delivery::Oci => None,
+    };
+    let hub = hub.as_deref();
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
-    let name = if delivery == Delivery::Oci {
-        "rollout-oci"
-    } else {
-        "rollout"
+    let name = match delivery {
+        Delivery::Git => "rollout",
+        Delivery::Oci => "rollout-oci",
+        Delivery::ArgoCd => "rollout-argocd",
     };
     let s = setup(&fleet, name, delivery);
     new_revision(&s, "1", "");
 
-    // The first revision: rendered once by hand to bootstrap Flux, then the controller
-    // takes it through both waves.
+    // The first revision: rendered once by hand to bootstrap the delivery, then the
+    // controller takes it through both waves.
     common::render(&s.source, &s.repo);
     assert_eq!(rollout(&s.repo, "main")["openWaves"], 1);
-    bootstrap_flux(&fleet, &s);
-    let controller = Controller::start(&fleet, &s);
+    bootstrap(&fleet, &s, hub);
+    let controller = Controller::start(&fleet, &s, hub);
     wait_for(&s.repo, "release 1 complete", |tip| complete(&s.repo, tip));
     for c in CLUSTERS {
         wait_live(&fleet, c, "1");
@@ -455,7 +494,7 @@ fn sigkill_at_random_points_never_leaves_a_partial_commit_and_the_rollout_resume
     new_revision(&s, "1", "");
     common::render(&s.source, &s.repo);
     bootstrap_flux(&fleet, &s);
-    let controller = Controller::start(&fleet, &s);
+    let controller = Controller::start(&fleet, &s, None);
     wait_for(&s.repo, "release 1 complete", |tip| complete(&s.repo, tip));
     controller.kill();
 
@@ -477,7 +516,7 @@ fn sigkill_at_random_points_never_leaves_a_partial_commit_and_the_rollout_resume
     let start = Instant::now();
     while kills < 20 || !complete(&s.repo, "main") {
         let tip_before = git(&s.repo, &["rev-parse", "main"]).unwrap();
-        let controller = Controller::start(&fleet, &s);
+        let controller = Controller::start(&fleet, &s, None);
         let after = rng.next_ms(150, 2500);
         std::thread::sleep(Duration::from_millis(after));
         controller.kill();

@@ -152,6 +152,107 @@ impl Fleet {
         }
     }
 
+    /// The cluster the harness runs Argo CD on (`STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh`), or
+    /// `None` after saying why the test is skipped; a panic instead when
+    /// `STARMAP_REQUIRE_ARGOCD` is set (CI).
+    #[allow(dead_code)] // not every test binary that includes this module uses Argo CD
+    pub fn argocd_hub(&self) -> Option<String> {
+        let file = self.kubeconfig.parent().unwrap().join("argocd-hub");
+        match std::fs::read_to_string(&file) {
+            Ok(hub) => Some(hub.trim().to_string()),
+            Err(_) if std::env::var_os("STARMAP_REQUIRE_ARGOCD").is_some() => panic!(
+                "STARMAP_REQUIRE_ARGOCD is set but the fleet has no Argo CD hub ({} is missing)",
+                file.display()
+            ),
+            Err(_) => {
+                eprintln!(
+                    "SKIPPED: the fleet has no Argo CD hub; start one with STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh \
+                     (docs/argocd.md)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The Applications in the hub's `argocd` namespace.
+    #[allow(dead_code)]
+    pub fn argocd_applications(&self, hub: &str) -> Vec<serde_json::Value> {
+        self.kubectl_json(hub, &["get", "applications.argoproj.io", "-n", "argocd", "-o", "json"])
+            .map(|list| list["items"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// One line per Application: sync status and revision, health, the last operation's
+    /// message and the conditions (what a failed wait shows).
+    #[allow(dead_code)]
+    pub fn describe_applications(apps: &[serde_json::Value]) -> String {
+        apps.iter()
+            .map(|a| {
+                format!(
+                    "{}: sync {} at {}, health {} ({}), conditions {}",
+                    a["metadata"]["name"],
+                    a["status"]["sync"]["status"],
+                    a["status"]["sync"]["revision"],
+                    a["status"]["health"]["status"],
+                    a["status"]["operationState"]["message"],
+                    a["status"]["conditions"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    }
+
+    /// Removes what an earlier test (or run) left on the hub: ApplicationSets, and
+    /// Applications without their finalizers, so that the edges keep their objects and the
+    /// next test's Applications adopt them (starmap names them the same in every mode).
+    #[allow(dead_code)]
+    pub fn clear_argocd_hub(&self, hub: &str) {
+        let _ = self.kubectl(
+            hub,
+            &[
+                "delete",
+                "applicationsets.argoproj.io",
+                "-n",
+                "argocd",
+                "--all",
+                "--wait",
+            ],
+        );
+        // The root Application first, or it would bring back the Applications it syncs.
+        let mut apps = self.argocd_applications(hub);
+        apps.sort_by_key(|a| a["metadata"]["name"] != "starmap-root");
+        for app in apps {
+            let name = app["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let no_finalizers = r#"{"metadata":{"finalizers":null}}"#;
+            let _ = self.kubectl(
+                hub,
+                &[
+                    "patch",
+                    "applications.argoproj.io",
+                    "-n",
+                    "argocd",
+                    &name,
+                    "--type=merge",
+                    "-p",
+                    no_finalizers,
+                ],
+            );
+            let _ = self.kubectl(
+                hub,
+                &["delete", "applications.argoproj.io", "-n", "argocd", &name, "--wait"],
+            );
+        }
+        let start = std::time::Instant::now();
+        while !self.argocd_applications(hub).is_empty() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "the hub still has Applications:\n  {}",
+                Self::describe_applications(&self.argocd_applications(hub))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
     /// No ingress controller runs in the fleet: give the fixtures' storefront Ingress on
     /// `cluster` the address one would, or health rules (Argo CD's and starmap's) rightly
     /// keep it Progressing.

@@ -165,6 +165,20 @@ if [[ "${STARMAP_E2E_ARGOCD:-0}" == 1 ]]; then
     say "Argo CD CRDs copied to $ARGOCD_CRDS"
   fi
   ln -sfn "$ARGOCD_CRDS" "$CACHE/$KEY/argocd-crds"
+  # What Argo CD's image puts beside the binary (its Dockerfile): the repo server runs
+  # git-verify-wrapper.sh on every revision it renders (a missing script reads as "permission
+  # denied") and `kustomize build` on every path holding a kustomization.yaml.
+  ARGOCD_MOD="$(cd "$HERE/argocd" && GOTOOLCHAIN=go1.27.3 go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)"
+  for script in git-verify-wrapper.sh gpg-wrapper.sh; do
+    install -m 755 "$ARGOCD_MOD/hack/$script" "$BIN/$script"
+  done
+  # kustomize: the version kubectl embeds (the k8s module's go.mod), so that Argo CD builds each
+  # cluster directory exactly as `kubectl kustomize` does in the rest of the tests. (The version
+  # Argo CD's hack/tool-versions.sh pins needs a kube-openapi the module proxy does not serve.)
+  KUSTOMIZE_VERSION="$(modver "$HERE/k8s/go.mod" sigs.k8s.io/kustomize/kustomize/v5)"
+  [[ -n "$KUSTOMIZE_VERSION" ]] || die "cannot read the kustomize version from $HERE/k8s/go.mod"
+  build_one kustomize "$KUSTOMIZE_VERSION" "$HERE/k8s" env GOFLAGS=-mod=mod \
+    go build -trimpath -ldflags "-s -w" -o "$CACHE/store/kustomize@$KUSTOMIZE_VERSION/kustomize" sigs.k8s.io/kustomize/kustomize/v5
 fi
 
 if (( BUILT > 0 )); then

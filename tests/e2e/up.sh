@@ -389,14 +389,19 @@ EOF
     ARGOCD_TLS_DATA_PATH="$ARGO_DIR/tls" ARGOCD_SSH_DATA_PATH="$ARGO_DIR/ssh"
     ARGOCD_ASK_PASS_SOCK="$ARGO_DIR/askpass.sock" HOME="$ARGO_DIR")
   say "Argo CD: repo server on 127.0.0.1:$REPO"
+  # A branch's commit is cached for 3 min by default (a git webhook refreshes it where Argo CD's
+  # API server runs, which the hub does not): 5 s lets a new render reach the edges in seconds.
   spawn argocd-repo-server "${argo_env[@]}" "$BIN/argocd-repo-server" --address 127.0.0.1 --port "$REPO" \
     --metrics-address 127.0.0.1 --metrics-port "$REPO_METRICS" --redis "127.0.0.1:$REDIS" --disable-tls --client-ca-path= \
-    --loglevel info
+    --revision-cache-expiration 5s --loglevel info
   wait_for "the Argo CD repo server (log: $RUN/logs/argocd-repo-server.log)" 60 curl -fsS "http://127.0.0.1:$REPO_METRICS/metrics"
   say "Argo CD: application controller, ApplicationSet controller"
+  # --persist-resource-health: each resource's health in the Application's status, as
+  # docs/argocd.md asks of a hub that starmap reads status from (controller.resource.health.persist
+  # in argocd-cmd-params-cm); without it starmap falls back to the Application's own health.
   spawn argocd-application-controller "${argo_env[@]}" "$BIN/argocd-application-controller" \
     --redis "127.0.0.1:$REDIS" --repo-server "127.0.0.1:$REPO" --repo-server-plaintext \
-    --metrics-port "$CTRL_METRICS" --app-resync 10 --loglevel info
+    --metrics-port "$CTRL_METRICS" --app-resync 10 --persist-resource-health --loglevel info
   spawn argocd-applicationset-controller "${argo_env[@]}" "$BIN/argocd-applicationset-controller" \
     --argocd-repo-server "127.0.0.1:$REPO" --repo-server-plaintext \
     --metrics-addr "127.0.0.1:$APPSET_METRICS" --probe-addr "127.0.0.1:$APPSET_PROBE" \

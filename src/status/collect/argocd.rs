@@ -163,7 +163,7 @@ fn application_status(target: &Target, app: &Value, options: &Options, now: &str
     let deploy_commit = options.deploy_commit.as_deref();
     let health = application_health(app)
         .unwrap_or_else(|| HealthStatus::new(Health::Unknown, "the Application reports no health yet"));
-    let mut message = health.message;
+    let mut message = health.message.clone();
     let sync_state = str_at(app, "/status/sync/status");
     if !sync_state.is_empty() && sync_state != "Synced" {
         message = if message.is_empty() {
@@ -183,7 +183,15 @@ fn application_status(target: &Target, app: &Value, options: &Options, now: &str
         .and_then(Value::as_array)
         .map(|r| r.iter().collect())
         .unwrap_or_default();
-    let objects = target.objects.iter().map(|e| resource_status(e, &resources)).collect();
+    // Argo CD 3 keeps per-resource health out of the Application by default (its resource
+    // tree holds it, which only its API server serves): `resourceHealthSource: appTree`.
+    let inline = str_at(app, "/status/resourceHealthSource") != "appTree";
+    let app_health = (!inline).then_some(&health);
+    let objects = target
+        .objects
+        .iter()
+        .map(|e| resource_status(e, &resources, app_health))
+        .collect();
 
     ClusterStatus {
         cluster: target.cluster.clone(),
@@ -211,7 +219,12 @@ fn application_status(target: &Target, app: &Value, options: &Options, now: &str
 /// One index entry from the Application's `status.resources`: matched by group, kind,
 /// namespace and name (not version: Argo CD records the version it compared with). An entry
 /// written without a namespace matches a resource of any namespace.
-fn resource_status(entry: &IndexEntry, resources: &[&Value]) -> ObjectStatus {
+///
+/// `app_health` is the Application's health when its resources carry none (Argo CD's
+/// default since 3.0). Each existing object then gets the Application's health: exact when
+/// it is Healthy (an Application is as healthy as its worst resource), and on the safe side
+/// otherwise, so a rollout gate never opens on a cluster whose Application is Degraded.
+fn resource_status(entry: &IndexEntry, resources: &[&Value], app_health: Option<&HealthStatus>) -> ObjectStatus {
     let same = |r: &&&Value, any_namespace: bool| {
         str_at(r, "/group") == entry.group()
             && str_at(r, "/kind") == entry.kind
@@ -228,8 +241,22 @@ fn resource_status(entry: &IndexEntry, resources: &[&Value]) -> ObjectStatus {
     let health = match found {
         None => HealthStatus::new(Health::Missing, "not among the Application's resources"),
         Some(r) => match r.pointer("/health/status").and_then(Value::as_str) {
-            // Argo CD gives no health to kinds without a health rule: an existing object.
-            None => HealthStatus::new(Health::Healthy, ""),
+            None => match app_health {
+                Some(app) if app.health == Health::Healthy => HealthStatus::new(Health::Healthy, ""),
+                Some(app) => HealthStatus::new(
+                    app.health,
+                    format!(
+                        "the Application is {}{}{}; Argo CD keeps each resource's health in its \
+                         resource tree (set controller.resource.health.persist: \"true\" in \
+                         argocd-cmd-params-cm to report it per object)",
+                        app.health,
+                        if app.message.is_empty() { "" } else { ": " },
+                        app.message
+                    ),
+                ),
+                // Argo CD gives no health to kinds without a health rule: an existing object.
+                None => HealthStatus::new(Health::Healthy, ""),
+            },
             Some(s) => match Health::parse(s) {
                 Some(h) => HealthStatus::new(h, str_at(r, "/health/message")),
                 None => HealthStatus::new(Health::Unknown, format!("unknown health status {s:?}")),
@@ -298,6 +325,47 @@ mod tests {
                 (Health::Unknown, "unknown health status \"Weird\""),
             ]
         );
+    }
+
+    #[test]
+    fn without_resource_health_in_the_application_objects_take_its_health() {
+        let target = Target::new(
+            "c1",
+            vec![
+                IndexEntry::new("apps/v1", "Deployment", Some("shop"), "web"),
+                IndexEntry::new("v1", "ConfigMap", Some("shop"), "gone"),
+            ],
+        );
+        let app = |health: &str| {
+            json!({
+                "metadata": {"name": "starmap-c1", "namespace": "argocd"},
+                "status": {
+                    "resourceHealthSource": "appTree",
+                    "sync": {"status": "Synced", "revision": "abc123"},
+                    "health": {"status": health, "message": "Caused by apps/Deployment:shop/web"},
+                    "resources": [{"group": "apps", "version": "v1", "kind": "Deployment",
+                                   "namespace": "shop", "name": "web", "status": "Synced"}]
+                }
+            })
+        };
+        let options = Options::default();
+        let s = application_status(&target, &app("Healthy"), &options, "now");
+        assert_eq!(
+            (s.objects[0].health, s.objects[0].message.as_str()),
+            (Health::Healthy, "")
+        );
+        assert_eq!(s.objects[1].health, Health::Missing);
+        let s = application_status(&target, &app("Degraded"), &options, "now");
+        assert_eq!(s.objects[0].health, Health::Degraded);
+        assert!(
+            s.objects[0]
+                .message
+                .starts_with("the Application is Degraded: Caused by apps/Deployment:shop/web;")
+                && s.objects[0].message.contains("controller.resource.health.persist"),
+            "{}",
+            s.objects[0].message
+        );
+        assert_eq!(s.objects[1].health, Health::Missing, "a missing object stays Missing");
     }
 
     #[test]
