@@ -46,7 +46,8 @@ struct Case {
 static HUB: Mutex<()> = Mutex::new(());
 
 impl Case {
-    fn new(name: &str, argocd: &str) -> Option<Case> {
+    /// `oci`: deliver one OCI artifact per cluster through the harness's registry.
+    fn new(name: &str, argocd: &str, oci: bool) -> Option<Case> {
         let fleet = Fleet::from_env(&format!(
             "`STARMAP_E2E_ARGOCD=1 tests/e2e/up.sh 3 {}`",
             CLUSTERS.join(" ")
@@ -64,8 +65,16 @@ impl Case {
             "ignore: [drafts/**, .github/**]\n\
              deploy:\n  url: {}/{repo_name}\n  branch: main\n\
              flux:\n  enabled: false\n\
-             argocd:\n  {argocd}\n",
-            fleet.git_url
+             argocd:\n  {argocd}\n{}",
+            fleet.git_url,
+            match (oci, &fleet.registry) {
+                (false, _) => String::new(),
+                (true, Some(registry)) => format!(
+                    "oci:\n  repository: {registry}/argocd-{name}-{}\n  insecure: true\n",
+                    std::process::id()
+                ),
+                (true, None) => panic!("the harness runs no OCI registry"),
+            }
         );
         std::fs::write(source.join("starmap.yaml"), config).unwrap();
         Some(Case {
@@ -113,7 +122,8 @@ impl Case {
     }
 }
 
-/// Waits until each cluster's Application is Synced to `commit` and Healthy; `on_wait` runs
+/// Waits until each cluster's Application is Synced to `commit` (any revision when it is
+/// empty: an OCI source reports the artifact's digest) and Healthy; `on_wait` runs
 /// between polls (to give the Ingress the address no ingress controller gives it here).
 fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()) {
     let start = Instant::now();
@@ -123,13 +133,14 @@ fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()
             apps.iter().any(|a| {
                 a["metadata"]["name"] == format!("starmap-{c}").as_str()
                     && a["status"]["sync"]["status"] == "Synced"
-                    && a["status"]["sync"]["revision"] == commit
+                    && (commit.is_empty() || a["status"]["sync"]["revision"] == commit)
                     && a["status"]["health"]["status"] == "Healthy"
             })
         });
         if done {
             eprintln!(
-                "Argo CD: every Application Synced to {commit} and Healthy after {:?}",
+                "Argo CD: every Application Synced to {} and Healthy after {:?}",
+                if commit.is_empty() { "its artifact" } else { commit },
                 start.elapsed()
             );
             return;
@@ -198,7 +209,7 @@ fn clusters_with_pos(repo: &std::path::Path) -> Vec<&'static str> {
 /// the placement summary.
 #[test]
 fn cluster_generator_syncs_each_directory_and_follows_changes() {
-    let Some(case) = Case::new("cluster", CLUSTER_GENERATOR) else {
+    let Some(case) = Case::new("cluster", CLUSTER_GENERATOR, false) else {
         return;
     };
     let fleet = &case.fleet;
@@ -330,7 +341,7 @@ fn cluster_generator_syncs_each_directory_and_follows_changes() {
 /// the cluster Secret of the same name.
 #[test]
 fn git_directory_generator_syncs_each_directory() {
-    let Some(case) = Case::new("git-directory", GIT_DIRECTORY_GENERATOR) else {
+    let Some(case) = Case::new("git-directory", GIT_DIRECTORY_GENERATOR, false) else {
         return;
     };
     let commit = case.render();
@@ -374,7 +385,7 @@ fn point_inventory_at_the_harness(case: &Case, cluster: &str) {
 /// cluster from argocd/applications/ onto the hub.
 #[test]
 fn applications_mode_with_the_root_application_syncs_each_directory() {
-    let Some(case) = Case::new("applications", APPLICATIONS) else {
+    let Some(case) = Case::new("applications", APPLICATIONS, false) else {
         return;
     };
     // Each Application's destination is its Cluster's spec.server: the harness's API servers.
@@ -400,4 +411,49 @@ fn applications_mode_with_the_root_application_syncs_each_directory() {
         )
         .expect("the root Application");
     assert_eq!(root["status"]["sync"]["status"], "Synced", "{}", root["status"]);
+}
+
+/// OCI delivery: each cluster's Application follows its own artifact,
+/// `oci://<registry>/<repository>/<cluster>`, which starmap pushed with the render; Argo CD
+/// reaches the plain-HTTP registry through a credential template (`repo-creds`) for its
+/// address, and status maps the digest Argo CD reports back to the deploy commit.
+#[test]
+fn oci_artifacts_sync_each_cluster() {
+    let Some(case) = Case::new("oci", CLUSTER_GENERATOR, true) else {
+        return;
+    };
+    let registry = case.fleet.registry.clone().unwrap();
+    let creds = case.scratch.path().join("oci-repo-creds.yaml");
+    std::fs::write(
+        &creds,
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: starmap-e2e-oci\n  namespace: argocd\n  labels:\n\
+             \x20   argocd.argoproj.io/secret-type: repo-creds\nstringData:\n  type: oci\n  url: oci://{registry}\n\
+             \x20 insecureOCIForceHttp: \"true\"\n"
+        ),
+    )
+    .unwrap();
+    case.fleet
+        .kubectl(&case.hub, &["apply", "-f", creds.to_str().unwrap()])
+        .expect("the registry's credential template on the hub");
+    let commit = case.render();
+    case.apply_argocd_dir();
+    for app in case.fleet.argocd_applications(&case.hub) {
+        let url = app["spec"]["source"]["repoURL"].as_str().unwrap_or_default();
+        assert!(url.starts_with(&format!("oci://{registry}/")), "{url}");
+    }
+    case.assert_delivered("");
+    for app in case.fleet.argocd_applications(&case.hub) {
+        let revision = app["status"]["sync"]["revision"].as_str().unwrap_or_default();
+        assert!(
+            revision.starts_with("sha256:"),
+            "an artifact's digest, not {revision:?}"
+        );
+    }
+    let report = collect(&case);
+    for cluster in CLUSTERS {
+        let entry = cluster_entry(&report, cluster);
+        assert_eq!(entry["appliedRevision"], commit.as_str(), "{cluster}: {entry}");
+        assert_eq!(entry["health"], "Healthy", "{entry}");
+    }
 }

@@ -6,7 +6,7 @@
 # Unless STARMAP_E2E_NO_FLUX=1, also installs the Flux CRDs and runs source-controller and
 # kustomize-controller per cluster, out of cluster (namespace flux-system).
 # Also serves bare git repos in $RUN/git over smart HTTP at the URL written to $RUN/git-url,
-# and (with Flux) an OCI registry at the host:port written to $RUN/registry-host.
+# and (with Flux or Argo CD) an OCI registry at the host:port written to $RUN/registry-host.
 # Writes one kubeconfig with a context per cluster (named like the cluster).
 # Every process runs under `timeout`, so the fleet stops by itself after STARMAP_E2E_TTL
 # seconds even if down.sh is never run. Stop it with tests/e2e/down.sh.
@@ -65,7 +65,7 @@ ARGOCD=0
 if [[ "${STARMAP_E2E_ARGOCD:-0}" == 1 ]]; then
   ARGOCD=1
   ARGOCD_CRDS="$(dirname "$BIN")/argocd-crds"
-  for b in argocd-application-controller argocd-repo-server argocd-applicationset-controller; do
+  for b in argocd-application-controller argocd-repo-server argocd-applicationset-controller registry; do
     [[ -x "$BIN/$b" ]] || die "missing $BIN/$b (STARMAP_E2E_ARGOCD=1 tests/e2e/build.sh builds it)"
   done
   compgen -G "$ARGOCD_CRDS/*.yaml" >/dev/null || die "no Argo CD CRDs in $ARGOCD_CRDS (run build.sh)"
@@ -272,9 +272,10 @@ if (( FLUX || ARGOCD )); then
   echo "http://127.0.0.1:$GIT_PORT/git" >"$RUN/git-url"
 fi
 
-# ---------------------------------------------------------------- Flux (out of cluster)
-if (( FLUX )); then
-  # The OCI registry the edges' Flux pulls artifacts from (plain HTTP, files in $RUN/registry).
+# ---------------------------------------------------------------- the OCI registry
+if (( FLUX || ARGOCD )); then
+  # What the edges' Flux, or Argo CD's repo server, pull artifacts from (plain HTTP, files in
+  # $RUN/registry).
   REGISTRY_PORT=$((PORT_BASE + 91))
   mkdir -p "$RUN/registry"
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' \
@@ -283,6 +284,10 @@ if (( FLUX )); then
   spawn registry "$BIN/registry" serve "$RUN/registry/config.yml"
   wait_for "the OCI registry (log: $RUN/logs/registry.log)" 30 curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/"
   echo "127.0.0.1:$REGISTRY_PORT" >"$RUN/registry-host"
+fi
+
+# ---------------------------------------------------------------- Flux (out of cluster)
+if (( FLUX )); then
   for ((i = 1; i <= N; i++)); do
     name="${NAMES[i - 1]}"
     dir="$RUN/data/$name"; kc="$dir/kubeconfig"
