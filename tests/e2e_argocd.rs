@@ -14,7 +14,9 @@
 
 mod common;
 
-use common::fleet::Fleet;
+use common::fleet::{
+    Fleet, make_pos_backend_unschedulable, set_store_0042_replicas, take_the_storefront_off_store_1001,
+};
 use common::{git, starmap_ok as starmap};
 
 use std::path::PathBuf;
@@ -54,7 +56,6 @@ impl Case {
         ))?;
         let hub = fleet.argocd_hub()?;
         let one = HUB.lock().unwrap_or_else(|e| e.into_inner());
-        fleet.clear_argocd_hub(&hub);
         let scratch = tempfile::tempdir().unwrap();
         let repo_name = format!("deploy-argocd-{name}-{}.git", std::process::id());
         let repo = fleet.git_root.join(&repo_name);
@@ -100,57 +101,44 @@ impl Case {
         self.repo.to_str().unwrap()
     }
 
-    /// `kubectl apply -k argocd/` on the hub, from a clone of the deploy repo: what a
-    /// platform team does once.
-    fn apply_argocd_dir(&self) {
-        let checkout = self.scratch.path().join("deploy");
-        git(
-            self.scratch.path(),
-            &["clone", "-q", self.deploy(), checkout.to_str().unwrap()],
-        );
-        self.fleet
-            .kubectl(&self.hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
-            .expect("kubectl apply -k argocd/ on the hub");
-    }
-
-    /// Every Application Synced to `commit` and Healthy; then each edge's live objects equal
-    /// its directory.
+    /// Every Application Synced to `commit` (any revision when it is empty) and Healthy; then
+    /// each edge's live objects equal its directory.
     fn assert_delivered(&self, commit: &str) {
-        wait_synced(&self.fleet, &self.hub, commit, || give_ingresses_addresses(&self.fleet));
+        // An OCI source reports the artifact's digest, not the commit: `commit` is empty then.
+        let what = match commit {
+            "" => "every Application Synced to its artifact and Healthy".to_string(),
+            _ => format!("every Application Synced to {commit} and Healthy"),
+        };
+        wait_for_applications(&self.fleet, &self.hub, &CLUSTERS, &what, |a| {
+            a["status"]["sync"]["status"] == "Synced"
+                && (commit.is_empty() || a["status"]["sync"]["revision"] == commit)
+                && a["status"]["health"]["status"] == "Healthy"
+        });
         self.fleet
             .assert_live_matches(&self.repo, "main", &CLUSTERS, self.scratch.path());
     }
 }
 
-/// Waits until each cluster's Application is Synced to `commit` (any revision when it is
-/// empty: an OCI source reports the artifact's digest) and Healthy; `on_wait` runs
-/// between polls (to give the Ingress the address no ingress controller gives it here).
-fn wait_synced(fleet: &Fleet, hub: &str, commit: &str, mut on_wait: impl FnMut()) {
+/// Waits until the Application `starmap-<c>` of each of `clusters` satisfies `ok`, giving the
+/// Ingresses their addresses between polls; `what` names the wait in messages.
+fn wait_for_applications(fleet: &Fleet, hub: &str, clusters: &[&str], what: &str, ok: impl Fn(&Value) -> bool) {
     let start = Instant::now();
     loop {
         let apps = fleet.argocd_applications(hub);
-        let done = CLUSTERS.iter().all(|c| {
-            apps.iter().any(|a| {
-                a["metadata"]["name"] == format!("starmap-{c}").as_str()
-                    && a["status"]["sync"]["status"] == "Synced"
-                    && (commit.is_empty() || a["status"]["sync"]["revision"] == commit)
-                    && a["status"]["health"]["status"] == "Healthy"
-            })
+        let done = clusters.iter().all(|c| {
+            apps.iter()
+                .any(|a| a["metadata"]["name"] == format!("starmap-{c}").as_str() && ok(a))
         });
         if done {
-            eprintln!(
-                "Argo CD: every Application Synced to {} and Healthy after {:?}",
-                if commit.is_empty() { "its artifact" } else { commit },
-                start.elapsed()
-            );
+            eprintln!("Argo CD: {what} after {:?}", start.elapsed());
             return;
         }
         assert!(
             start.elapsed() < SYNC_TIMEOUT,
-            "Argo CD did not sync {commit} everywhere:\n  {}",
+            "Argo CD: not {what}:\n  {}",
             Fleet::describe_applications(&apps)
         );
-        on_wait();
+        give_ingresses_addresses(fleet);
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -216,48 +204,26 @@ fn cluster_generator_syncs_each_directory_and_follows_changes() {
 
     // 1. Render; on the hub, apply argocd/ once.
     let first = case.render();
-    case.apply_argocd_dir();
+    case.fleet
+        .bootstrap_argocd(&case.hub, &case.repo, "main", case.scratch.path());
     case.assert_delivered(&first);
-    let storefront = fleet
-        .kubectl_json(
-            "store-0042",
-            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
-        )
-        .unwrap();
+    let storefront = fleet.storefront("store-0042").unwrap();
     assert_eq!(storefront["metadata"]["labels"]["retail.example.com/store-id"], "0042");
     assert!(
-        fleet
-            .kubectl("store-2001", &["get", "deploy", "-n", "storefront", "storefront"])
-            .is_err(),
+        fleet.storefront("store-2001").is_none(),
         "store-2001 is excluded from the storefront"
     );
 
     // 2. One property of one cluster and one placement change; Argo CD follows, pruning.
-    let inventory = case.source.join("inventory/us-east.yaml");
-    let text = std::fs::read_to_string(&inventory).unwrap();
-    let (before, after) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
-    let after = after.replacen("replicas: 2", "replicas: 4", 1);
-    std::fs::write(&inventory, format!("{before}name: store-0042{after}")).unwrap();
-    let placement = case.source.join("placements/storefront.yaml");
-    let text = std::fs::read_to_string(&placement).unwrap();
-    let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
-    assert_ne!(changed, text);
-    std::fs::write(&placement, changed).unwrap();
+    set_store_0042_replicas(&case.source, 4);
+    take_the_storefront_off_store_1001(&case.source);
     let second = case.render();
     assert_ne!(first, second, "the change made a commit");
     case.assert_delivered(&second);
-    let storefront = fleet
-        .kubectl_json(
-            "store-0042",
-            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
-        )
-        .unwrap();
+    let storefront = fleet.storefront("store-0042").unwrap();
     assert_eq!(storefront["spec"]["replicas"], 4, "the new property is live");
     let start = Instant::now();
-    while fleet
-        .kubectl("store-1001", &["get", "deploy", "-n", "storefront", "storefront"])
-        .is_ok()
-    {
+    while fleet.storefront("store-1001").is_some() {
         assert!(
             start.elapsed() < SYNC_TIMEOUT,
             "store-1001: the storefront was not pruned"
@@ -276,45 +242,17 @@ fn cluster_generator_syncs_each_directory_and_follows_changes() {
 
     // 4. A revision whose pos-backend cannot be scheduled: its progress deadline passes, Argo
     // CD reports the Applications Degraded, and the pos placement's summary says so.
-    let path = case.source.join("workloads/pos/pos-backend.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let broken = text
-        .replacen(
-            "spec:\n  replicas:",
-            "spec:\n  progressDeadlineSeconds: 5\n  replicas:",
-            1,
-        )
-        .replacen(
-            "      tolerations:\n",
-            "      nodeSelector: {e2e.starmap.dev/node: none}\n      tolerations:\n",
-            1,
-        );
-    assert_ne!(broken, text, "pos-backend.yaml changed shape");
-    std::fs::write(&path, broken).unwrap();
+    make_pos_backend_unschedulable(&case.source);
     let third = case.render();
     let with_pos = clusters_with_pos(&case.repo);
     assert!(!with_pos.is_empty(), "pos is placed on the fleet");
-    let start = Instant::now();
-    loop {
-        let apps = fleet.argocd_applications(&case.hub);
-        let degraded = with_pos.iter().all(|c| {
-            apps.iter().any(|a| {
-                a["metadata"]["name"] == format!("starmap-{c}").as_str()
-                    && a["status"]["sync"]["revision"] == third.as_str()
-                    && a["status"]["health"]["status"] == "Degraded"
-            })
-        });
-        if degraded {
-            break;
-        }
-        assert!(
-            start.elapsed() < SYNC_TIMEOUT,
-            "Argo CD did not report {with_pos:?} Degraded at {third}:\n  {}",
-            Fleet::describe_applications(&apps)
-        );
-        give_ingresses_addresses(fleet);
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for_applications(
+        fleet,
+        &case.hub,
+        &with_pos,
+        &format!("{with_pos:?} Degraded at {third}"),
+        |a| a["status"]["sync"]["revision"] == third.as_str() && a["status"]["health"]["status"] == "Degraded",
+    );
     let report = collect(&case);
     for cluster in &with_pos {
         let entry = cluster_entry(&report, cluster);
@@ -345,7 +283,8 @@ fn git_directory_generator_syncs_each_directory() {
         return;
     };
     let commit = case.render();
-    case.apply_argocd_dir();
+    case.fleet
+        .bootstrap_argocd(&case.hub, &case.repo, "main", case.scratch.path());
     case.assert_delivered(&commit);
 }
 
@@ -393,7 +332,8 @@ fn applications_mode_with_the_root_application_syncs_each_directory() {
         point_inventory_at_the_harness(&case, cluster);
     }
     let commit = case.render();
-    case.apply_argocd_dir();
+    case.fleet
+        .bootstrap_argocd(&case.hub, &case.repo, "main", case.scratch.path());
     case.assert_delivered(&commit);
     let root = case
         .fleet
@@ -437,7 +377,8 @@ fn oci_artifacts_sync_each_cluster() {
         .kubectl(&case.hub, &["apply", "-f", creds.to_str().unwrap()])
         .expect("the registry's credential template on the hub");
     let commit = case.render();
-    case.apply_argocd_dir();
+    case.fleet
+        .bootstrap_argocd(&case.hub, &case.repo, "main", case.scratch.path());
     for app in case.fleet.argocd_applications(&case.hub) {
         let url = app["spec"]["source"]["repoURL"].as_str().unwrap_or_default();
         assert!(url.starts_with(&format!("oci://{registry}/")), "{url}");

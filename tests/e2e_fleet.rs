@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, set_store_0042_replicas, take_the_storefront_off_store_1001};
 use common::{git, starmap_ok as starmap};
 
 use std::path::Path;
@@ -96,44 +96,21 @@ fn flux_applies_what_starmap_renders_and_follows_changes() {
     assert_deployments_available(&fleet);
 
     // Customizations are visible live: per-store replicas and store id on the storefront.
-    let storefront = fleet
-        .kubectl_json(
-            "store-0042",
-            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
-        )
-        .unwrap();
+    let storefront = fleet.storefront("store-0042").unwrap();
     assert_eq!(storefront["metadata"]["labels"]["retail.example.com/store-id"], "0042");
     // store-2001 is excluded from the storefront by name.
-    assert!(
-        fleet
-            .kubectl("store-2001", &["get", "deploy", "-n", "storefront", "storefront"])
-            .is_err()
-    );
+    assert!(fleet.storefront("store-2001").is_none());
 
     // 2. Change one property of one cluster and one placement, render again.
-    let inventory = source.join("inventory/us-east.yaml");
-    let text = std::fs::read_to_string(&inventory).unwrap();
-    let (before, after) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
-    let after = after.replacen("replicas: 2", "replicas: 4", 1);
-    assert_ne!(format!("{before}name: store-0042{after}"), text, "the property changed");
-    std::fs::write(&inventory, format!("{before}name: store-0042{after}")).unwrap();
-    let placement = source.join("placements/storefront.yaml");
-    let text = std::fs::read_to_string(&placement).unwrap();
-    let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
-    assert_ne!(changed, text);
-    std::fs::write(&placement, changed).unwrap();
+    set_store_0042_replicas(&source, 4);
+    take_the_storefront_off_store_1001(&source);
     starmap(&["render", "--source", src, "--deploy", deploy]);
     let second = git(&repo, &["rev-parse", "main"]);
     assert_ne!(first, second, "the change made a commit");
 
     wait_applied(&fleet, &second);
     assert_live_matches(&fleet, &repo, scratch.path());
-    let storefront = fleet
-        .kubectl_json(
-            "store-0042",
-            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
-        )
-        .unwrap();
+    let storefront = fleet.storefront("store-0042").unwrap();
     assert_eq!(storefront["spec"]["replicas"], 4, "the new property is live");
     // Pruned: the storefront left store-1001 (its namespace may take a moment to go).
     let start = Instant::now();

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, set_store_0042_replicas};
 use common::{git, starmap_ok as starmap};
 
 use std::time::Duration;
@@ -105,15 +105,7 @@ fn flux_pulls_each_clusters_own_artifact_and_one_change_moves_one_edge() {
 
     // 2. One cluster's property: one artifact pushed, one edge's revision changes.
     let before = source_revisions(&fleet);
-    let inventory = source.join("inventory/us-east.yaml");
-    let text = std::fs::read_to_string(&inventory).unwrap();
-    let (head, tail) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
-    let changed = format!(
-        "{head}name: store-0042{}",
-        tail.replacen("replicas: 2", "replicas: 3", 1)
-    );
-    assert_ne!(changed, text);
-    std::fs::write(&inventory, changed).unwrap();
+    set_store_0042_replicas(&source, 3);
     let out = starmap(&["render", "--source", src, "--deploy", deploy]);
     assert!(out.contains("pushed 1 artifact to"), "{out}");
     let second = git(&repo, &["rev-parse", "main"]);
@@ -123,12 +115,7 @@ fn flux_pulls_each_clusters_own_artifact_and_one_change_moves_one_edge() {
     let after = source_revisions(&fleet);
     assert_ne!(after[0], before[0], "store-0042 got a new revision");
     assert_eq!(after[1..], before[1..], "the other edges' revisions did not change");
-    let live = fleet
-        .kubectl_json(
-            "store-0042",
-            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
-        )
-        .unwrap();
+    let live = fleet.storefront("store-0042").unwrap();
     assert_eq!(live["spec"]["replicas"], 3, "the new property is live");
     fleet.assert_live_matches(&repo, "main", &["store-0042"], scratch.path());
 

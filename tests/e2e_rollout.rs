@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::fleet::Fleet;
+use common::fleet::{Fleet, make_pos_backend_unschedulable};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ fn rollout(repo: &Path, rev: &str) -> Value {
 
 /// A test's own source (the fixtures, `pos` rolled out in two waves) and deploy repo.
 struct Setup {
-    _scratch: tempfile::TempDir,
+    scratch: tempfile::TempDir,
     source: PathBuf,
     repo: PathBuf,
 }
@@ -115,42 +115,14 @@ fn setup(fleet: &Fleet, name: &str, delivery: Delivery) -> Setup {
         ),
     )
     .unwrap();
-    Setup {
-        _scratch: scratch,
-        source,
-        repo,
-    }
+    Setup { scratch, source, repo }
 }
 
 /// Point the delivery at the deploy repo: each cluster's Flux, or the Argo CD hub.
 fn bootstrap(fleet: &Fleet, s: &Setup, hub: Option<&str>) {
-    let Some(hub) = hub else {
-        return bootstrap_flux(fleet, s);
-    };
-    fleet.clear_argocd_hub(hub);
-    let checkout = s._scratch.path().join("deploy");
-    git(
-        s._scratch.path(),
-        &["clone", "-q", s.repo.to_str().unwrap(), checkout.to_str().unwrap()],
-    )
-    .unwrap();
-    fleet
-        .kubectl(hub, &["apply", "-k", checkout.join("argocd").to_str().unwrap()])
-        .expect("kubectl apply -k argocd/ on the hub");
-}
-
-/// Point each cluster's Flux at the deploy repo, with the objects starmap generated for it.
-fn bootstrap_flux(fleet: &Fleet, s: &Setup) {
-    for cluster in CLUSTERS {
-        let dir = s._scratch.path().join(format!("flux-{cluster}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in ["kustomization.yaml", "gotk-sync.yaml"] {
-            let text = show(&s.repo, "main", &format!("flux/{cluster}/{name}")).expect("flux files rendered");
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        fleet
-            .kubectl(cluster, &["apply", "-k", dir.to_str().unwrap()])
-            .unwrap_or_else(|e| panic!("{cluster}: applying flux/{cluster}: {e}"));
+    match hub {
+        Some(hub) => fleet.bootstrap_argocd(hub, &s.repo, "main", s.scratch.path()),
+        None => fleet.bootstrap_flux(&s.repo, "main", &CLUSTERS, s.scratch.path()),
     }
 }
 
@@ -232,8 +204,8 @@ fn live_release(fleet: &Fleet, cluster: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// A new revision of pos-backend: a release annotation on its pods (and more, for `extra`).
-fn new_revision(s: &Setup, release: &str, extra_spec: &str) {
+/// A new revision of pos-backend: a release annotation on its pods.
+fn new_revision(s: &Setup, release: &str) {
     let path = s.source.join("workloads/pos/pos-backend.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let marker = "        prometheus.io/port: \"9797\"\n";
@@ -246,13 +218,10 @@ fn new_revision(s: &Setup, release: &str, extra_spec: &str) {
         None => text,
     };
     assert!(base.contains(marker), "pos-backend.yaml changed shape");
-    let mut next = base.replace(
+    let next = base.replace(
         marker,
         &format!("{marker}        retail.example.com/release: \"{release}\"\n"),
     );
-    if !extra_spec.is_empty() {
-        next = next.replacen("spec:\n  replicas:", &format!("spec:\n{extra_spec}  replicas:"), 1);
-    }
     std::fs::write(&path, next).unwrap();
 }
 
@@ -313,7 +282,7 @@ fn waves(delivery: Delivery) {
         Delivery::ArgoCd => "rollout-argocd",
     };
     let s = setup(&fleet, name, delivery);
-    new_revision(&s, "1", "");
+    new_revision(&s, "1");
 
     // The first revision: rendered once by hand to bootstrap the delivery, then the
     // controller takes it through both waves.
@@ -327,7 +296,7 @@ fn waves(delivery: Delivery) {
     }
 
     // 2. A new revision lands on the canary only.
-    new_revision(&s, "2", "");
+    new_revision(&s, "2");
     let canary_commit = wait_for(&s.repo, "release 2 on the canary", |tip| {
         release_in(&s.repo, tip, "store-0042").as_deref() == Some("2")
     });
@@ -408,18 +377,8 @@ fn waves(delivery: Delivery) {
 
     // 3. A revision whose canary never becomes Healthy: its pods cannot be scheduled and the
     // Deployment's progress deadline passes. It stops at the canary, saying why.
-    new_revision(&s, "3", "  progressDeadlineSeconds: 5\n");
-    let path = s.source.join("workloads/pos/pos-backend.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen(
-            "      tolerations:\n",
-            "      nodeSelector: {e2e.starmap.dev/node: none}\n      tolerations:\n",
-            1,
-        ),
-    )
-    .unwrap();
+    new_revision(&s, "3");
+    make_pos_backend_unschedulable(&s.source);
     let paused = wait_for(&s.repo, "release 3 paused at the canary", |tip| {
         rollout(&s.repo, tip)["phase"] == "Paused"
     });
@@ -491,14 +450,14 @@ fn sigkill_at_random_points_never_leaves_a_partial_commit_and_the_rollout_resume
     };
     let _one = FLEET.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup(&fleet, "sigkill", Delivery::Git);
-    new_revision(&s, "1", "");
+    new_revision(&s, "1");
     common::render(&s.source, &s.repo);
-    bootstrap_flux(&fleet, &s);
+    bootstrap(&fleet, &s, None);
     let controller = Controller::start(&fleet, &s, None);
     wait_for(&s.repo, "release 1 complete", |tip| complete(&s.repo, tip));
     controller.kill();
 
-    new_revision(&s, "2", "");
+    new_revision(&s, "2");
     let seed = std::env::var("STARMAP_KILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -58,6 +58,55 @@ impl Fleet {
 }
 
 /// Every file of `dir` (a directory of the deploy repo at `rev`), by path.
+/// The fleet tests' property change: store-0042's `replicas` property (2 in the fixtures)
+/// becomes `replicas`, in the source at `source`.
+#[allow(dead_code)]
+pub fn set_store_0042_replicas(source: &std::path::Path, replicas: u32) {
+    let inventory = source.join("inventory/us-east.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let (head, tail) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
+    let changed = format!(
+        "{head}name: store-0042{}",
+        tail.replacen("replicas: 2", &format!("replicas: {replicas}"), 1)
+    );
+    assert_ne!(changed, text, "the property changed");
+    std::fs::write(&inventory, changed).unwrap();
+}
+
+/// The fleet tests' placement change: the storefront excludes store-1001 too.
+#[allow(dead_code)]
+pub fn take_the_storefront_off_store_1001(source: &std::path::Path) {
+    let placement = source.join("placements/storefront.yaml");
+    let text = std::fs::read_to_string(&placement).unwrap();
+    let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
+    assert_ne!(changed, text, "the placement changed");
+    std::fs::write(&placement, changed).unwrap();
+}
+
+/// A pos-backend that never becomes Healthy: its pods fit no node and its progress deadline
+/// is 5 s, so the Deployment turns Degraded (ProgressDeadlineExceeded).
+#[allow(dead_code)]
+pub fn make_pos_backend_unschedulable(source: &std::path::Path) {
+    let path = source.join("workloads/pos/pos-backend.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("spec:\n  replicas:") && text.contains("      tolerations:\n"),
+        "pos-backend.yaml changed shape"
+    );
+    let broken = text
+        .replacen(
+            "spec:\n  replicas:",
+            "spec:\n  progressDeadlineSeconds: 5\n  replicas:",
+            1,
+        )
+        .replacen(
+            "      tolerations:\n",
+            "      nodeSelector: {e2e.starmap.dev/node: none}\n      tolerations:\n",
+            1,
+        );
+    std::fs::write(&path, broken).unwrap();
+}
+
 pub fn files_at(repo: &std::path::Path, rev: &str, dir: &str) -> Vec<(String, String)> {
     let git = |args: &[&str]| {
         let out = Command::new("git")
@@ -174,9 +223,35 @@ impl Fleet {
         }
     }
 
+    /// The fixtures' storefront Deployment on `cluster`, or `None` where there is none.
+    #[allow(dead_code)]
+    pub fn storefront(&self, cluster: &str) -> Option<Value> {
+        self.kubectl_json(
+            cluster,
+            &["get", "deploy", "-n", "storefront", "storefront", "-o", "json"],
+        )
+        .ok()
+    }
+
+    /// What a platform team does once on the hub: `kubectl apply -k argocd/` of the deploy
+    /// repo at `rev`, after clearing what earlier tests left there.
+    #[allow(dead_code)]
+    pub fn bootstrap_argocd(&self, hub: &str, repo: &std::path::Path, rev: &str, scratch: &std::path::Path) {
+        self.clear_argocd_hub(hub);
+        let dir = scratch.join("argocd");
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files_at(repo, rev, "argocd") {
+            let file = scratch.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+        self.kubectl(hub, &["apply", "-k", dir.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("kubectl apply -k argocd/ on the hub: {e}"));
+    }
+
     /// The Applications in the hub's `argocd` namespace.
     #[allow(dead_code)]
-    pub fn argocd_applications(&self, hub: &str) -> Vec<serde_json::Value> {
+    pub fn argocd_applications(&self, hub: &str) -> Vec<Value> {
         self.kubectl_json(hub, &["get", "applications.argoproj.io", "-n", "argocd", "-o", "json"])
             .map(|list| list["items"].as_array().cloned().unwrap_or_default())
             .unwrap_or_default()
@@ -185,7 +260,7 @@ impl Fleet {
     /// One line per Application: sync status and revision, health, the last operation's
     /// message and the conditions (what a failed wait shows).
     #[allow(dead_code)]
-    pub fn describe_applications(apps: &[serde_json::Value]) -> String {
+    pub fn describe_applications(apps: &[Value]) -> String {
         apps.iter()
             .map(|a| {
                 format!(
