@@ -165,6 +165,9 @@ fn a_new_revision_changes_only_the_open_wave_and_a_failing_canary_pauses_it() {
             "{c} keeps the previous revision, byte for byte"
         );
     }
+    // The held clusters were rendered again, but their files, which the tip has, were not
+    // stored again: every object the commit names must still be in the repository.
+    git(&deploy, &["fsck", "--full", "--strict", "--no-dangling"]);
     // `plan` agrees: nothing more to do until status moves.
     starmap()
         .args(["plan", "--detailed-exitcode", "--source"])

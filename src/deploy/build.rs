@@ -31,7 +31,11 @@ pub struct Built {
 
 /// One cluster's files as git objects.
 struct ClusterObjects {
+    /// The objects to store: those of a slot the tip already holds with the same id are
+    /// left out (see [`ClusterObjects::without_stored`]).
     objects: Vec<(ObjectType, Vec<u8>, Oid)>,
+    /// Where in `objects` each slot's objects end: the directory's, the index, Flux's.
+    ends: [usize; 3],
     tree: Oid,
     index: Oid,
     flux: Option<Oid>,
@@ -48,6 +52,36 @@ impl ClusterObjects {
             flux: self.flux.map(|o| o.to_string()),
             application: self.application.map(|o| o.to_string()),
         }
+    }
+
+    /// Without the objects of slots whose id the tip already has: everything under an
+    /// existing tree is in the repository. A render that changes nothing in most clusters
+    /// (a rollout added, the first wave of a new revision) would otherwise copy all of the
+    /// fleet's files into the set to store, only to find them stored (3 GiB at 100,000
+    /// clusters).
+    fn without_stored(mut self, tip: &TipSlots, name: &str) -> Self {
+        let [tree_end, index_end, flux_end] = self.ends;
+        let same = |slot: &std::collections::BTreeMap<String, Oid>, oid: Option<Oid>| {
+            oid.is_some() && slot.get(name).copied() == oid
+        };
+        let keep = [
+            (0..tree_end, !same(&tip.trees, Some(self.tree))),
+            (tree_end..index_end, !same(&tip.index, Some(self.index))),
+            (index_end..flux_end, !same(&tip.flux, self.flux)),
+            (flux_end..self.objects.len(), !same(&tip.applications, self.application)),
+        ];
+        if keep.iter().all(|(_, k)| *k) {
+            return self;
+        }
+        let mut objects = Vec::new();
+        for (i, object) in self.objects.into_iter().enumerate() {
+            if keep.iter().any(|(range, k)| *k && range.contains(&i)) {
+                objects.push(object);
+            }
+        }
+        self.objects = objects;
+        self.ends = [0; 3];
+        self
     }
 }
 
@@ -96,6 +130,7 @@ fn cluster_objects(out: &Rendered, artifact: Option<&str>) -> ClusterObjects {
         .map(|o| (o.file.as_str(), o.content.as_str()))
         .chain(std::iter::once((KUSTOMIZATION_FILE, rendered.kustomization.as_str())));
     let (tree, blobs) = add_files(&mut objects, files_in_dir);
+    let tree_end = objects.len();
     // The object files come first, in order; the kustomization is last.
     let files = rendered
         .objects
@@ -106,12 +141,15 @@ fn cluster_objects(out: &Rendered, artifact: Option<&str>) -> ClusterObjects {
     let mut index = rendered.index();
     index.artifact = artifact.map(String::from);
     let index = add_blob(&mut objects, &index.to_yaml());
+    let index_end = objects.len();
     let sync = &out.sync;
     let flux = (!sync.flux.is_empty())
         .then(|| add_files(&mut objects, sync.flux.iter().map(|(n, c)| (n.as_str(), c.as_str()))).0);
+    let flux_end = objects.len();
     let application = sync.application.as_deref().map(|a| add_blob(&mut objects, a));
     ClusterObjects {
         objects,
+        ends: [tree_end, index_end, flux_end],
         tree,
         index,
         flux,
@@ -136,18 +174,20 @@ pub fn build(
         .clusters
         .par_iter()
         .filter_map(|c| match c {
-            DesiredCluster::Fresh { files, digest, .. } => {
-                Some((files.as_ref(), cluster_objects(files, digest.artifact.as_deref())))
-            }
+            DesiredCluster::Fresh { files, digest, .. } => Some((
+                files.as_ref(),
+                cluster_objects(files, digest.artifact.as_deref()).without_stored(tip_slots, c.name()),
+            )),
             DesiredCluster::Reuse { .. } => None,
         })
         .collect();
-    let mut fresh = fresh.into_iter();
 
     let mut objects = ObjectSet::default();
+    objects.reserve(fresh.iter().map(|(_, co)| co.objects.len()).sum());
     let mut digests = Digests::default();
     let mut entries = SlotEntries::default();
     let mut report_input = Vec::new();
+    let mut fresh = fresh.into_iter();
     for cluster in &desired.clusters {
         let mut digest = cluster.digest().clone();
         if let DesiredCluster::Fresh { .. } = cluster {
@@ -220,6 +260,16 @@ pub fn build(
         report.metadata_changed = report.clusters.is_empty() && !report.sync_changed;
         report.status_moved_to = status_moved;
     }
+    if report.is_empty() {
+        // Nothing to commit: the bookkeeping files (the digests alone are 33 MB at 100,000
+        // clusters) are not worth writing out.
+        let root = base.unwrap_or_else(|| objects.add_tree(Vec::new()));
+        return Ok(Built {
+            root,
+            objects,
+            changes: report,
+        });
+    }
     let source = &model.source;
     let digests_blob = objects.add(ObjectType::Blob, digests.to_yaml().into_bytes());
     let render_blob = objects.add(
@@ -244,11 +294,7 @@ pub fn build(
         blob(RENDER_FILE, render_blob),
         blob(README_FILE, readme_blob),
     ]);
-    let root = if report.is_empty() {
-        base.unwrap_or_else(|| objects.add_tree(Vec::new()))
-    } else {
-        overlay(repo, &mut objects, base, &content)?.unwrap_or_else(|| objects.add_tree(Vec::new()))
-    };
+    let root = overlay(repo, &mut objects, base, &content)?.unwrap_or_else(|| objects.add_tree(Vec::new()));
     Ok(Built {
         root,
         objects,

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::DIGESTS_FILE;
@@ -63,16 +64,34 @@ pub struct Slots {
 impl Digests {
     /// The file's text.
     pub fn to_yaml(&self) -> String {
-        yaml::to_yaml_string(&serde_json::to_value(self).unwrap_or_default())
+        if self.clusters.is_empty() {
+            return yaml::to_yaml_string(&serde_json::to_value(self).unwrap_or_default());
+        }
+        // The bytes of the whole document written at once, one cluster per task: at 100,000
+        // clusters (33 MB) this took 0.5 s through one `Value` of the whole file.
+        let entries: Vec<(&String, &ClusterDigest)> = self.clusters.iter().collect();
+        let parts: Vec<String> = entries
+            .par_iter()
+            .map(|(name, digest)| {
+                let entry =
+                    serde_json::Map::from_iter([(name.to_string(), serde_json::to_value(digest).unwrap_or_default())]);
+                let mut out = String::with_capacity(400);
+                yaml::emit::write_entries(&mut out, &entry, 2);
+                out
+            })
+            .collect();
+        let mut out = String::with_capacity(10 + parts.iter().map(String::len).sum::<usize>());
+        out.push_str("clusters:\n");
+        parts.iter().for_each(|p| out.push_str(p));
+        out
     }
 
     /// Read the file. It is a cache: one that does not read costs a full render, not an error.
+    /// Read by the fast reader of the emitter's style (the general parser took 3 s for the
+    /// 33 MB of 100,000 clusters), by the general parser only when a hand edit left it
+    /// outside that style.
     pub fn parse(text: &str) -> Digests {
-        yaml::parse_documents(text, DIGESTS_FILE)
-            .ok()
-            .and_then(|docs| docs.into_iter().next())
-            .and_then(|doc| serde_json::from_value(doc.value).ok())
-            .unwrap_or_default()
+        super::read_one(text, DIGESTS_FILE, "digests file").unwrap_or_default()
     }
 
     /// Objects in every cluster directory.
@@ -106,6 +125,18 @@ mod tests {
             },
         );
         let text = d.to_yaml();
+        let whole = |d: &Digests| yaml::to_yaml_string(&serde_json::to_value(d).unwrap());
+        assert_eq!(text, whole(&d), "written per cluster as the whole document would be");
+        let mut more = d.clone();
+        for name in ["c0", "yes", "0123", "a: b", "x\"y", "z"] {
+            let mut entry = d.clusters["c1"].clone();
+            entry.slots.tree = "0123456789abcdef0123456789abcdef01234567".into();
+            entry.slots.index = "de899c38a25a77ef71e27f00bee1b51717705ad6".into();
+            more.clusters.insert(name.into(), entry);
+        }
+        assert_eq!(more.to_yaml(), whole(&more));
+        assert_eq!(Digests::parse(&more.to_yaml()), more);
+        assert_eq!(Digests::default().to_yaml(), whole(&Digests::default()));
         assert!(text.contains("tree: t\n"), "slots are flattened:\n{text}");
         assert_eq!(Digests::parse(&text), d);
         assert_eq!(Digests::parse("clusters: [1, 2]"), Digests::default());

@@ -72,12 +72,13 @@ impl<'r> RenderBase<'r> {
     /// a branch of its own.
     pub fn read(repo: &'r Repository, tip: Option<Tip>, status_branch: Option<&'r DeployRepo>) -> RenderBase<'r> {
         let tree = tip.map(|t| t.tree);
+        let started = std::time::Instant::now();
         // An unreadable digests file only costs a full render.
         let digests = entry_at(repo, tree, DIGESTS_FILE)
             .and_then(|oid| blob_text(repo, oid).ok())
             .map(|text| Digests::parse(&text))
             .unwrap_or_default();
-        RenderBase {
+        let base = RenderBase {
             repo,
             tip,
             status_branch,
@@ -85,7 +86,9 @@ impl<'r> RenderBase<'r> {
             states: read_states(repo, tree),
             digests,
             status: OnceCell::new(),
-        }
+        };
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "deploy tip read");
+        base
     }
 }
 

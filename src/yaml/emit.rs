@@ -38,6 +38,13 @@ pub fn to_yaml_string(value: &Value) -> String {
     out
 }
 
+/// Appends the entries of a non-empty mapping as they appear nested at column `indent`
+/// (the same bytes `write_document` gives them there): lets a caller write the entries of a
+/// large mapping in parallel and join them.
+pub fn write_entries(out: &mut String, map: &Map<String, Value>, indent: usize) {
+    write_mapping(out, map, indent, false);
+}
+
 /// Keys whose written form is longer than this use the explicit `? key` form:
 /// YAML readers reject implicit keys longer than 1024 characters.
 const MAX_IMPLICIT_KEY_BYTES: usize = 1000;
