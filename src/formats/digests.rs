@@ -87,9 +87,8 @@ impl Digests {
     }
 
     /// Read the file. It is a cache: one that does not read costs a full render, not an error.
-    /// Read by the fast reader of the emitter's style (the general parser took 3 s for the
-    /// 33 MB of 100,000 clusters), by the general parser only when a hand edit left it
-    /// outside that style.
+    /// The fast reader of the emitter's style reads it (the general parser spent about 3 s on
+    /// the 33 MB of 100,000 clusters); the general parser only a hand-edited file.
     pub fn parse(text: &str) -> Digests {
         super::read_one(text, DIGESTS_FILE, "digests file").unwrap_or_default()
     }

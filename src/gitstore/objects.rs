@@ -139,7 +139,7 @@ impl ObjectSet {
     }
 
     /// Room for `more` objects: a full render of 100,000 clusters adds 3.2 million, and
-    /// growing the set step by step copied it twenty-odd times.
+    /// growing the set by doubling would copy it about 22 times.
     pub fn reserve(&mut self, more: usize) {
         self.objects.reserve(more);
         self.index.reserve(more);

@@ -57,44 +57,46 @@ impl Fleet {
     }
 }
 
-/// Every file of `dir` (a directory of the deploy repo at `rev`), by path.
+/// Rewrite the file at `path` with `edit`, which must change it (a fixture that moved on would
+/// otherwise make a test pass without the edit it relies on).
+fn edit_file(path: &std::path::Path, what: &str, edit: impl FnOnce(&str) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = edit(&text);
+    assert_ne!(changed, text, "{what} changed");
+    std::fs::write(path, changed).unwrap();
+}
+
 /// The fleet tests' property change: store-0042's `replicas` property (2 in the fixtures)
 /// becomes `replicas`, in the source at `source`.
 #[allow(dead_code)]
 pub fn set_store_0042_replicas(source: &std::path::Path, replicas: u32) {
-    let inventory = source.join("inventory/us-east.yaml");
-    let text = std::fs::read_to_string(&inventory).unwrap();
-    let (head, tail) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
-    let changed = format!(
-        "{head}name: store-0042{}",
-        tail.replacen("replicas: 2", &format!("replicas: {replicas}"), 1)
-    );
-    assert_ne!(changed, text, "the property changed");
-    std::fs::write(&inventory, changed).unwrap();
+    edit_file(&source.join("inventory/us-east.yaml"), "the property", |text| {
+        let (head, tail) = text.split_once("name: store-0042").expect("store-0042 in us-east.yaml");
+        format!(
+            "{head}name: store-0042{}",
+            tail.replacen("replicas: 2", &format!("replicas: {replicas}"), 1)
+        )
+    });
 }
 
 /// The fleet tests' placement change: the storefront excludes store-1001 too.
 #[allow(dead_code)]
 pub fn take_the_storefront_off_store_1001(source: &std::path::Path) {
-    let placement = source.join("placements/storefront.yaml");
-    let text = std::fs::read_to_string(&placement).unwrap();
-    let changed = text.replace("values: [store-2001]", "values: [store-2001, store-1001]");
-    assert_ne!(changed, text, "the placement changed");
-    std::fs::write(&placement, changed).unwrap();
+    edit_file(&source.join("placements/storefront.yaml"), "the placement", |text| {
+        text.replace("values: [store-2001]", "values: [store-2001, store-1001]")
+    });
 }
 
 /// A pos-backend that never becomes Healthy: its pods fit no node and its progress deadline
 /// is 5 s, so the Deployment turns Degraded (ProgressDeadlineExceeded).
 #[allow(dead_code)]
 pub fn make_pos_backend_unschedulable(source: &std::path::Path) {
-    let path = source.join("workloads/pos/pos-backend.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains("spec:\n  replicas:") && text.contains("      tolerations:\n"),
-        "pos-backend.yaml changed shape"
-    );
-    let broken = text
-        .replacen(
+    edit_file(&source.join("workloads/pos/pos-backend.yaml"), "pos-backend", |text| {
+        assert!(
+            text.contains("spec:\n  replicas:") && text.contains("      tolerations:\n"),
+            "pos-backend.yaml changed shape"
+        );
+        text.replacen(
             "spec:\n  replicas:",
             "spec:\n  progressDeadlineSeconds: 5\n  replicas:",
             1,
@@ -103,10 +105,11 @@ pub fn make_pos_backend_unschedulable(source: &std::path::Path) {
             "      tolerations:\n",
             "      nodeSelector: {e2e.starmap.dev/node: none}\n      tolerations:\n",
             1,
-        );
-    std::fs::write(&path, broken).unwrap();
+        )
+    });
 }
 
+/// Every file of `dir` (a directory of the deploy repo at `rev`), by path.
 pub fn files_at(repo: &std::path::Path, rev: &str, dir: &str) -> Vec<(String, String)> {
     let git = |args: &[&str]| {
         let out = Command::new("git")
