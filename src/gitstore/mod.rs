@@ -6,6 +6,7 @@
 //! same guarantees: objects are stored before a branch moves; a branch moves only if it is
 //! where the writer read it.
 
+mod deflate;
 pub mod objects;
 pub mod remote;
 pub mod repo;
