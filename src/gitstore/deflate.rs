@@ -16,11 +16,14 @@ pub const MAX_INPUT: usize = 16 * 1024;
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
 
-/// The zlib stream of `data` (at most `MAX_INPUT` bytes) appended to `out`, or `None`
-/// when it would not be smaller than the data (incompressible content, which the caller
-/// stores with zlib-rs). `table` is the caller's scratch hash table, reused across calls.
+/// The zlib stream of `data` appended to `out`, or `None` when `data` is larger than
+/// `MAX_INPUT` (distances past 32 KiB would not fit deflate's window) or would not shrink
+/// (incompressible content): the caller then uses zlib-rs. `table` is the caller's scratch
+/// hash table, reused across calls.
 pub fn compress_small(data: &[u8], table: &mut Vec<u32>, out: &mut Vec<u8>) -> Option<()> {
-    debug_assert!(data.len() <= MAX_INPUT);
+    if data.len() > MAX_INPUT {
+        return None;
+    }
     let start = out.len();
     // CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest; CMF·256+FLG divisible by 31).
     out.extend_from_slice(&[0x78, 0x01]);
@@ -190,6 +193,11 @@ mod tests {
         data.extend_from_slice(&early); // a distance near 16 KiB
         assert!(round_trip(&data).is_some());
         assert!(round_trip(&vec![b'a'; MAX_INPUT]).is_some()); // distance 1, length 258
+        assert_eq!(
+            round_trip(&vec![b'a'; MAX_INPUT + 1]),
+            None,
+            "larger objects go to zlib-rs"
+        );
     }
 
     #[test]

@@ -243,8 +243,7 @@ fn compress_objects(objects: &[(ObjectType, Vec<u8>, Oid)]) -> Result<Packed> {
                     size >>= 7;
                 }
                 out.push(byte);
-                let small = data.len() <= deflate::MAX_INPUT && deflate::compress_small(data, table, out).is_some();
-                if !small {
+                if deflate::compress_small(data, table, out).is_none() {
                     z.reset();
                     loop {
                         let consumed = z.total_in() as usize;
