@@ -7,11 +7,11 @@
 //! matches, one block with the fixed code) with a hash table sized to the object, so that
 //! clearing it costs about as much as reading the object. Larger objects, and those it
 //! cannot shrink, go to zlib-rs. Any inflater reads the result (RFC 1950 and 1951); the
-//! tests below inflate it with flate2 for random and real inputs.
+//! tests below inflate it with flate2: YAML, every length and distance code, random bytes.
 
 /// Objects up to this size are compressed here; larger ones by zlib-rs, whose table clear
 /// is then small beside the work.
-pub const MAX_INPUT: usize = 16 * 1024;
+const MAX_INPUT: usize = 16 * 1024;
 
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
@@ -172,8 +172,53 @@ mod tests {
         assert!(size < yaml.len() * 3 / 4, "{size} of {}", yaml.len());
     }
 
+    /// A stream of `prefix` as literals and one match, written by the bit writer alone (the
+    /// matcher may pick another match), and the bytes it stands for.
+    fn stream_with_match(prefix: &[u8], length: usize, distance: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut expected = prefix.to_vec();
+        for _ in 0..length {
+            expected.push(expected[expected.len() - distance]);
+        }
+        let mut out = vec![0x78, 0x01];
+        let mut bits = BitWriter {
+            out: &mut out,
+            acc: 0,
+            count: 0,
+        };
+        bits.put(0b011, 3);
+        for &byte in prefix {
+            bits.literal(byte);
+        }
+        bits.length(length);
+        bits.distance(distance);
+        bits.put(0, 7);
+        bits.flush();
+        out.extend_from_slice(&zlib_rs::adler32::adler32(1, &expected).to_be_bytes());
+        (out, expected)
+    }
+
     #[test]
     fn every_length_and_distance_code() {
+        let prefix: Vec<u8> = (0..MAX_INPUT).map(|i| (i * 7 + i / 256) as u8).collect();
+        for length in 4..=MAX_MATCH {
+            let (stream, expected) = stream_with_match(&prefix[..16], length, 3);
+            assert_eq!(inflate(&stream), expected, "length {length}");
+        }
+        // The first and last distance of every code an object of MAX_INPUT bytes can use
+        // (codes 0 to 27: 1 to 16,384; codes 28 and 29 start past it).
+        let firsts = [
+            1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073,
+            4097, 6145, 8193, 12289,
+        ];
+        let lasts = firsts[1..].iter().map(|next| next - 1).chain([MAX_INPUT]);
+        for distance in firsts.into_iter().chain(lasts) {
+            let (stream, expected) = stream_with_match(&prefix[..distance], 5, distance);
+            assert_eq!(inflate(&stream), expected, "distance {distance}");
+        }
+    }
+
+    #[test]
+    fn matches_at_many_lengths_and_distances() {
         // Runs of every length up to past 258, at distances from 1 to 16 KiB.
         let mut data = Vec::new();
         let mut seed = 7u32;

@@ -139,8 +139,8 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
     }
     remove_empty_dirs(&root, &removed);
     // In parallel: a full render makes one directory per cluster and workload (90,000 at
-    // 10,000 clusters, 1.8 s one by one). `create_dir_all` takes a parent made meanwhile by
-    // another thread as made.
+    // 10,000 clusters). `create_dir_all` takes a parent made meanwhile by another thread as
+    // made.
     absent.par_iter().try_for_each(|dir| {
         let path = root.join(dir);
         std::fs::create_dir_all(&path).map_err(|e| Error::msg(format!("cannot create {}: {e}", path.display())))
