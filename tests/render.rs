@@ -847,6 +847,30 @@ fn the_work_tree_gets_only_the_changed_files_and_never_loses_a_local_edit() {
 }
 
 #[test]
+fn an_index_in_a_form_of_its_own_is_updated_by_libgit2() {
+    // Version 4 (prefix-compressed paths, `feature.manyFiles`) is not the form starmap's own
+    // index writer writes: the files are still written, and libgit2 updates the index.
+    let w = Work::new("one-cluster/v1");
+    render(&w.src, &w.deploy, &[]);
+    git_in(&w.deploy, &["update-index", "--index-version", "4"]);
+    w.overlay("one-cluster/v2");
+    render(&w.src, &w.deploy, &[]);
+    let web = w.deploy.join("clusters/beta/web/deployment.apps_web.yaml");
+    assert_eq!(
+        yaml(&std::fs::read_to_string(&web).unwrap())["spec"]["replicas"],
+        json!(5)
+    );
+    assert_eq!(
+        git_in(&w.deploy, &["diff-files", "--name-only"]),
+        "",
+        "stat data current"
+    );
+    assert_eq!(git_in(&w.deploy, &["status", "--porcelain"]), "");
+    let index = std::fs::read(w.deploy.join(".git/index")).unwrap();
+    assert_eq!(index[4..8], 4u32.to_be_bytes(), "libgit2 kept the index's version");
+}
+
+#[test]
 fn a_work_tree_with_line_ending_conversion_is_checked_out_by_libgit2() {
     let w = Work::new("one-cluster/v1");
     render(&w.src, &w.deploy, &[]);

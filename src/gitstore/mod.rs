@@ -7,6 +7,7 @@
 //! where the writer read it.
 
 mod deflate;
+mod index_file;
 pub mod objects;
 pub mod remote;
 pub mod repo;

@@ -172,8 +172,9 @@ impl ObjectSet {
 
     /// Store the objects the repository does not have yet, as one pack. Returns how many
     /// were written. The last guard of `redact`: an object that holds a credential this
-    /// process knows is refused, and nothing is written.
-    pub fn write(self, repo: &git2::Repository) -> Result<usize> {
+    /// process knows is refused, and nothing is written. The set stays readable: the work
+    /// tree is written from it.
+    pub fn write(&self, repo: &git2::Repository) -> Result<usize> {
         let started = std::time::Instant::now();
         if let Some((kind, _, oid)) = self
             .objects
@@ -192,7 +193,7 @@ impl ObjectSet {
         odb.refresh()?;
         let missing: Vec<_> = self
             .objects
-            .into_iter()
+            .iter()
             .filter(|(_, _, oid)| !odb.exists_ext(*oid, git2::OdbLookupFlags::NO_REFRESH))
             .collect();
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "objects: checked");
@@ -217,12 +218,12 @@ type Packed = Vec<(Oid, Vec<u8>, u32)>;
 /// Compress the objects of a version 2 pack (whole objects, no deltas) in parallel. Most
 /// objects are a few hundred bytes of YAML: `deflate::compress_small` takes those; larger
 /// or incompressible ones go to zlib-rs at level 1, one compressor reused per worker.
-fn compress_objects(objects: &[(ObjectType, Vec<u8>, Oid)]) -> Result<Packed> {
+fn compress_objects(objects: &[&(ObjectType, Vec<u8>, Oid)]) -> Result<Packed> {
     objects
         .par_iter()
         .map_init(
             || (Compress::new(Compression::fast(), true), Vec::new(), Vec::new()),
-            |(z, table, out), (kind, data, oid)| {
+            |(z, table, out), &&(kind, ref data, oid)| {
                 let type_code: u8 = match kind {
                     ObjectType::Commit => 1,
                     ObjectType::Tree => 2,
@@ -257,7 +258,7 @@ fn compress_objects(objects: &[(ObjectType, Vec<u8>, Oid)]) -> Result<Packed> {
                     }
                 }
                 let crc = crc32fast::hash(out);
-                Ok((*oid, out.to_vec(), crc))
+                Ok((oid, out.to_vec(), crc))
             },
         )
         .collect::<std::result::Result<_, flate2::CompressError>>()

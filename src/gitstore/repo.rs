@@ -256,19 +256,13 @@ impl DeployRepo {
     /// user who renders into `./deploy` sees the result. Only the files that changed are
     /// written, and only if each holds what the previous commit had (uncommitted edits are
     /// never overwritten); the commit is what counts.
-    pub fn update_work_tree(&self, old_commit: Option<Oid>, new_commit: Oid) -> Result<()> {
-        if self.remote || self.repo.is_bare() {
+    /// `objects` are the commit's new objects, still in memory: files are written from them
+    /// rather than read back from the pack.
+    pub fn update_work_tree(&self, old_commit: Option<Oid>, new_commit: Oid, objects: &ObjectSet) -> Result<()> {
+        if !self.has_work_tree() {
             return Ok(());
         }
-        let head = self
-            .repo
-            .find_reference("HEAD")
-            .ok()
-            .and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
-        if head != Some(self.local_ref()) {
-            return Ok(());
-        }
-        match super::worktree::update(&self.repo, old_commit, new_commit)? {
+        match super::worktree::update(&self.repo, old_commit, new_commit, objects)? {
             super::worktree::Updated::Files { written, removed } => {
                 tracing::debug!(written, removed, "work tree updated");
                 Ok(())
@@ -282,6 +276,19 @@ impl DeployRepo {
             }
             super::worktree::Updated::Unsupported => self.checkout_with_libgit2(new_commit),
         }
+    }
+
+    /// Whether the branch is checked out in a work tree of this (local) repository.
+    fn has_work_tree(&self) -> bool {
+        if self.remote || self.repo.is_bare() {
+            return false;
+        }
+        let head = self
+            .repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
+        head == Some(self.local_ref())
     }
 
     /// libgit2's checkout, for trees with symlinks or submodules: only a clean work tree is
@@ -373,6 +380,12 @@ impl DeployRepo {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "objects stored"
             );
+            // Kept only to write the work tree from: a push builds a pack of its own.
+            let objects = if self.has_work_tree() {
+                objects
+            } else {
+                ObjectSet::default()
+            };
             let commit = self.commit_object(root, tip.map(|t| t.commit), &message)?;
             let pushed_first = || -> Result<bool> { Ok(push && !self.push()?) };
             let raced = if !self.advance(tip.map(|t| t.commit), commit, &message)? {
@@ -385,7 +398,7 @@ impl DeployRepo {
             let Some(race) = raced else {
                 // The commit is the result: a work tree that cannot follow (a full disk) is
                 // worth a warning, not a failure after the branch moved.
-                if let Err(e) = self.update_work_tree(tip.map(|t| t.commit), commit) {
+                if let Err(e) = self.update_work_tree(tip.map(|t| t.commit), commit, &objects) {
                     tracing::warn!(
                         "committed {commit} on branch {}, but the work tree was not updated: {e} (`git reset --hard` in it brings it up to date)",
                         self.branch

@@ -10,13 +10,13 @@
 //! type changes or `.gitattributes`, and repos with `core.autocrlf`, go to libgit2's
 //! checkout, which handles them.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, ObjectType, Oid, Repository};
+use git2::{ObjectType, Oid, Repository};
 use rayon::prelude::*;
 
-use super::objects::hash_object;
+use super::index_file::{self, NewEntry};
+use super::objects::{Entry, MODE_TREE, ObjectSet, hash_object};
 use crate::error::{Error, Result};
 
 /// What [`update`] did.
@@ -42,63 +42,33 @@ struct Step {
 
 /// Update the work tree of `repo` (on the branch that moved from `old` to `new`) and its
 /// index, for the files that differ between the two commits' trees.
-pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> {
+/// Blobs in `objects` are written from memory; others are read from the repository.
+pub fn update(repo: &Repository, old: Option<Oid>, new: Oid, objects: &ObjectSet) -> Result<Updated> {
     let Some(root) = repo.workdir().map(Path::to_path_buf) else {
         return Ok(Updated::Files { written: 0, removed: 0 });
     };
-    let old_tree = old.map(|c| repo.find_commit(c).and_then(|c| c.tree())).transpose()?;
-    let new_tree = repo.find_commit(new)?.tree()?;
+    let started = std::time::Instant::now();
+    let old_tree = old.map(|c| repo.find_commit(c).map(|c| c.tree_id())).transpose()?;
+    let new_tree = repo.find_commit(new)?.tree_id();
     // Files are written as stored; line-ending conversion and other filters are libgit2's.
     let filtered = repo
         .config()
         .and_then(|c| c.get_string("core.autocrlf"))
         .is_ok_and(|v| v != "false")
-        || new_tree.get_name(".gitattributes").is_some();
+        || read_tree(repo, objects, new_tree)?
+            .is_some_and(|entries| entries.iter().any(|e| e.name == ".gitattributes"));
     if filtered {
         return Ok(Updated::Unsupported);
     }
-    let diff = repo.diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None)?;
-    let mut steps = Vec::with_capacity(diff.deltas().len());
-    for delta in diff.deltas() {
-        let file_mode = |m: git2::FileMode| match m {
-            git2::FileMode::Blob => Some(false),
-            git2::FileMode::BlobExecutable => Some(true),
-            _ => None,
-        };
-        let path = |f: git2::DiffFile<'_>| f.path().and_then(Path::to_str).map(String::from);
-        let step = match delta.status() {
-            Delta::Added => file_mode(delta.new_file().mode()).and_then(|x| {
-                Some(Step {
-                    path: path(delta.new_file())?,
-                    old: None,
-                    new: Some((delta.new_file().id(), x)),
-                })
-            }),
-            Delta::Deleted => file_mode(delta.old_file().mode()).and_then(|_| {
-                Some(Step {
-                    path: path(delta.old_file())?,
-                    old: Some(delta.old_file().id()),
-                    new: None,
-                })
-            }),
-            Delta::Modified => file_mode(delta.old_file().mode())
-                .and(file_mode(delta.new_file().mode()))
-                .and_then(|x| {
-                    Some(Step {
-                        path: path(delta.new_file())?,
-                        old: Some(delta.old_file().id()),
-                        new: Some((delta.new_file().id(), x)),
-                    })
-                }),
-            _ => None,
-        };
-        match step {
-            Some(step) => steps.push(step),
-            None => return Ok(Updated::Unsupported),
-        }
+    let mut steps = Vec::new();
+    if !changed_files(repo, objects, "", old_tree, Some(new_tree), &mut steps)? {
+        return Ok(Updated::Unsupported);
     }
-    drop(diff);
-    let started = std::time::Instant::now();
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        files = steps.len(),
+        "work tree: trees compared"
+    );
 
     // Every path must hold what the previous commit had there, before anything is written.
     // A new file in a directory that does not exist yet is known to be absent: one look at
@@ -111,7 +81,9 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
     new_dirs.dedup();
     new_dirs.sort_unstable();
     new_dirs.dedup();
-    let absent: HashSet<&str> = new_dirs
+    // In path order, as the steps are: each worker then makes directories (and below, writes
+    // files) in one part of the tree, which the kernel does faster than scattered ones.
+    let absent: Vec<&str> = new_dirs
         .par_iter()
         .filter(|d| {
             !d.is_empty()
@@ -120,7 +92,7 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         .copied()
         .collect();
     let in_the_way = steps.par_iter().find_first(|s| {
-        let known_absent = s.old.is_none() && absent.contains(parent(&s.path));
+        let known_absent = s.old.is_none() && absent.binary_search(&parent(&s.path)).is_ok();
         !known_absent && !holds(&root.join(&s.path), s.old)
     });
     if let Some(step) = in_the_way {
@@ -151,18 +123,32 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         "work tree: paths checked"
     );
     let git_dir = repo.path().to_path_buf();
-    let written: Vec<(String, Oid, bool, std::fs::Metadata)> = steps
+    let written: Vec<NewEntry> = steps
         .par_iter()
         .filter_map(|s| s.new.map(|n| (s, n)))
         .map_init(
-            || Repository::open(&git_dir),
+            // Opened on the first blob this worker must read back (one the repository had
+            // before this commit): a full render has none.
+            || None::<Repository>,
             |own, (step, (oid, executable))| {
-                let own = own.as_ref().map_err(|e| Error::msg(format!("git: {}", e.message())))?;
-                let blob = own.find_blob(oid)?;
                 let path = root.join(&step.path);
-                let meta = write_file(&path, blob.content(), executable)
-                    .map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))?;
-                Ok((step.path.clone(), oid, executable, meta))
+                let written = match objects.get(oid) {
+                    Some(data) => write_file(&path, data, executable),
+                    None => {
+                        let own = match own {
+                            Some(own) => own,
+                            None => own.insert(Repository::open(&git_dir)?),
+                        };
+                        write_file(&path, own.find_blob(oid)?.content(), executable)
+                    }
+                };
+                let meta = written.map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))?;
+                Ok(NewEntry {
+                    path: step.path.clone(),
+                    oid,
+                    executable,
+                    meta,
+                })
             },
         )
         .collect::<Result<_>>()?;
@@ -171,23 +157,147 @@ pub fn update(repo: &Repository, old: Option<Oid>, new: Oid) -> Result<Updated> 
         elapsed_ms = started.elapsed().as_millis() as u64,
         "work tree: files written"
     );
-    let mut index = repo.index()?;
-    for path in &removed {
-        // A path the index did not have is not an error: nothing to remove.
-        let _ = index.remove_path(Path::new(path));
+    let count = written.len();
+    let index_path = git_dir.join("index");
+    let fast = index_file::update(&index_path, &removed, written)
+        .map_err(|e| Error::msg(format!("cannot write {}: {e}", index_path.display())))?;
+    if !fast {
+        // An index in a form of its own (see `index_file`): libgit2 updates it, from the
+        // files as they now are.
+        let mut index = repo.index()?;
+        for path in &removed {
+            // A path the index did not have is not an error: nothing to remove.
+            let _ = index.remove_path(Path::new(path));
+        }
+        for step in steps.iter().filter(|s| s.new.is_some()) {
+            index.add_path(Path::new(&step.path))?;
+        }
+        index.write()?;
     }
-    for (path, oid, executable, meta) in &written {
-        index.add(&index_entry(path, *oid, *executable, meta))?;
-    }
-    index.write()?;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
+        fast,
         "work tree: index written"
     );
     Ok(Updated::Files {
-        written: written.len(),
+        written: count,
         removed: removed.len(),
     })
+}
+
+/// What a tree entry is to the work tree.
+enum Kind {
+    File {
+        oid: Oid,
+        executable: bool,
+    },
+    Dir(Oid),
+    /// A symlink or a submodule: libgit2's checkout handles those.
+    Other,
+}
+
+fn kind(entry: &Entry) -> Kind {
+    match entry.mode {
+        0o100644 => Kind::File {
+            oid: entry.oid,
+            executable: false,
+        },
+        0o100755 => Kind::File {
+            oid: entry.oid,
+            executable: true,
+        },
+        MODE_TREE => Kind::Dir(entry.oid),
+        _ => Kind::Other,
+    }
+}
+
+/// The entries of a tree: from the commit's new objects when it is one of them, else from
+/// the repository. `None`: a name that is not UTF-8 (libgit2's checkout handles it).
+fn read_tree(repo: &Repository, objects: &ObjectSet, oid: Oid) -> Result<Option<Vec<Entry>>> {
+    if let Some(entries) = objects.tree_entries(oid) {
+        return Ok(Some(entries));
+    }
+    let tree = repo.find_tree(oid)?;
+    Ok(tree
+        .iter()
+        .map(|e| {
+            Some(Entry {
+                name: e.name().ok()?.to_string(),
+                mode: e.filemode() as u32,
+                oid: e.id(),
+            })
+        })
+        .collect())
+}
+
+/// Add to `steps` the files that differ between the trees `old` and `new` (either absent),
+/// found at `prefix`. Subtrees with the same id are not read, so a render that changed one
+/// cluster reads a handful of trees. `Ok(false)`: the change has entries left to libgit2.
+fn changed_files(
+    repo: &Repository,
+    objects: &ObjectSet,
+    prefix: &str,
+    old: Option<Oid>,
+    new: Option<Oid>,
+    steps: &mut Vec<Step>,
+) -> Result<bool> {
+    if old == new {
+        return Ok(true);
+    }
+    let read = |oid: Option<Oid>| match oid {
+        Some(oid) => read_tree(repo, objects, oid),
+        None => Ok(Some(Vec::new())),
+    };
+    let (Some(old), Some(new)) = (read(old)?, read(new)?) else {
+        return Ok(false);
+    };
+    let mut old: std::collections::HashMap<String, Entry> = old.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let mut pairs: Vec<(Option<Entry>, Option<Entry>)> =
+        new.into_iter().map(|e| (old.remove(&e.name), Some(e))).collect();
+    pairs.extend(old.into_values().map(|e| (Some(e), None)));
+    // By name: the files of a directory come out together (see `absent` in `update`).
+    fn name(pair: &(Option<Entry>, Option<Entry>)) -> &str {
+        pair.1.as_ref().or(pair.0.as_ref()).map_or("", |e| e.name.as_str())
+    }
+    pairs.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+    for pair in &pairs {
+        let (before, after) = pair;
+        if before.is_some() && before == after {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            name(pair).to_string()
+        } else {
+            format!("{prefix}/{}", name(pair))
+        };
+        let (mut old_file, mut old_dir, mut new_file, mut new_dir) = (None, None, None, None);
+        for (entry, file, dir) in [
+            (before, &mut old_file, &mut old_dir),
+            (after, &mut new_file, &mut new_dir),
+        ] {
+            match entry.as_ref().map(kind) {
+                None => {}
+                Some(Kind::File { oid, executable }) => *file = Some((oid, executable)),
+                Some(Kind::Dir(oid)) => *dir = Some(oid),
+                Some(Kind::Other) => return Ok(false),
+            }
+        }
+        // A file that becomes a directory, or the reverse: libgit2's checkout.
+        if (old_file.is_some() && new_dir.is_some()) || (old_dir.is_some() && new_file.is_some()) {
+            return Ok(false);
+        }
+        if old_file.is_some() || new_file.is_some() {
+            steps.push(Step {
+                path: path.clone(),
+                old: old_file.map(|(oid, _)| oid),
+                new: new_file,
+            });
+        }
+        if (old_dir.is_some() || new_dir.is_some()) && !changed_files(repo, objects, &path, old_dir, new_dir, steps)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The directory part of a path in the tree (`""` at the top).
@@ -243,23 +353,136 @@ fn remove_empty_dirs(root: &Path, removed: &[&str]) {
     }
 }
 
-/// The index entry git would write for a file just checked out (its stat data, so that
-/// `git status` need not read it again).
-fn index_entry(path: &str, oid: Oid, executable: bool, meta: &std::fs::Metadata) -> git2::IndexEntry {
-    use std::os::unix::fs::MetadataExt;
-    let time = |secs: i64, nanos: i64| git2::IndexTime::new(secs as i32, nanos as u32);
-    git2::IndexEntry {
-        ctime: time(meta.ctime(), meta.ctime_nsec()),
-        mtime: time(meta.mtime(), meta.mtime_nsec()),
-        dev: meta.dev() as u32,
-        ino: meta.ino() as u32,
-        mode: if executable { 0o100755 } else { 0o100644 },
-        uid: meta.uid(),
-        gid: meta.gid(),
-        file_size: meta.size() as u32,
-        id: oid,
-        flags: path.len().min(0xfff) as u16,
-        flags_extended: 0,
-        path: path.as_bytes().to_vec(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitstore::Entry;
+
+    /// The tree of `files` (paths with `/`), its objects added to `objects`.
+    fn tree_of(objects: &mut ObjectSet, files: &[(&str, &str)]) -> Oid {
+        let mut entries = Vec::new();
+        let mut dirs: std::collections::BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
+        for (path, text) in files {
+            match path.split_once('/') {
+                Some((dir, rest)) => dirs.entry(dir).or_default().push((rest, text)),
+                None => entries.push(Entry::blob(
+                    *path,
+                    objects.add(ObjectType::Blob, text.as_bytes().to_vec()),
+                )),
+            }
+        }
+        for (dir, files) in dirs {
+            entries.push(Entry::tree(dir, tree_of(objects, &files)));
+        }
+        objects.add_tree(entries)
+    }
+
+    /// A commit of `files` on `parent`, its objects stored; the set is returned.
+    fn commit(repo: &Repository, files: &[(&str, &str)], parent: Option<Oid>) -> (Oid, ObjectSet) {
+        let mut objects = ObjectSet::default();
+        let tree = tree_of(&mut objects, files);
+        objects.write(repo).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let parents: Vec<_> = parent.map(|p| repo.find_commit(p).unwrap()).into_iter().collect();
+        let parents: Vec<_> = parents.iter().collect();
+        let tree = repo.find_tree(tree).unwrap();
+        let id = repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &parents).unwrap();
+        (id, objects)
+    }
+
+    #[test]
+    fn files_come_from_memory_or_from_the_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let (first, _) = commit(&repo, &[("a.yaml", "a: 1\n"), ("b.yaml", "b: 1\n")], None);
+        // Nothing in memory: every blob is read back from the repository.
+        let done = update(&repo, None, first, &ObjectSet::default()).unwrap();
+        assert_eq!(done, Updated::Files { written: 2, removed: 0 });
+        assert_eq!(std::fs::read_to_string(tmp.path().join("a.yaml")).unwrap(), "a: 1\n");
+        // The commit's own objects in memory.
+        let (second, objects) = commit(&repo, &[("a.yaml", "a: 2\n")], Some(first));
+        let done = update(&repo, Some(first), second, &objects).unwrap();
+        assert_eq!(done, Updated::Files { written: 1, removed: 1 });
+        assert_eq!(std::fs::read_to_string(tmp.path().join("a.yaml")).unwrap(), "a: 2\n");
+        assert!(!tmp.path().join("b.yaml").exists());
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&status.stdout),
+            "",
+            "index and files match the commit"
+        );
+    }
+
+    /// The files of the work tree (`.git` aside), with their text.
+    fn files(root: &Path) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".git")
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let path = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                (path, std::fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn nested_changes_and_type_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let repo = Repository::init(root).unwrap();
+        let one = [
+            ("a.yaml", "a\n"),
+            ("d/e/two.yaml", "2\n"),
+            ("d/one.yaml", "1\n"),
+            ("keep/same.yaml", "same\n"),
+        ];
+        let two = [
+            ("a.yaml", "changed\n"),
+            ("d/one.yaml", "1\n"),
+            ("keep/same.yaml", "same\n"),
+            ("new/deep/er.yaml", "new\n"),
+        ];
+        let expect = |files: &[(&str, &str)]| -> Vec<(String, String)> {
+            files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
+        };
+        let (first, objects) = commit(&repo, &one, None);
+        update(&repo, None, first, &objects).unwrap();
+        let (second, objects) = commit(&repo, &two, Some(first));
+        let done = update(&repo, Some(first), second, &objects).unwrap();
+        assert_eq!(done, Updated::Files { written: 2, removed: 1 });
+        assert_eq!(files(root), expect(&two));
+        assert!(!root.join("d/e").exists(), "an emptied directory is removed");
+        // And back, every blob read from the repository.
+        let (third, _) = commit(&repo, &one, Some(second));
+        update(&repo, Some(second), third, &ObjectSet::default()).unwrap();
+        assert_eq!(files(root), expect(&one));
+        assert!(!root.join("new").exists());
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain"])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "");
+
+        // A file that becomes a directory, and a directory that becomes a file: left to
+        // libgit2's checkout, nothing touched here.
+        let mut tip = third;
+        for changed in [[("a.yaml/x.yaml", "x\n")], [("d", "a file\n")]] {
+            let (next, objects) = commit(&repo, &changed, Some(tip));
+            assert_eq!(
+                update(&repo, Some(third), next, &objects).unwrap(),
+                Updated::Unsupported
+            );
+            assert_eq!(files(root), expect(&one));
+            tip = next;
+        }
     }
 }
