@@ -27,62 +27,9 @@ pub struct NewEntry {
 
 /// Bring the index at `index_path` up to date: drop `removed`, add or replace `added`.
 /// `Ok(false)`: the index has a form this writer leaves to libgit2, nothing was written.
-pub fn update(index_path: &Path, removed: &[&str], mut added: Vec<NewEntry>) -> std::io::Result<bool> {
-    let data = match std::fs::read(index_path) {
-        Ok(data) => data,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let Some(existing) = (if data.is_empty() {
-        Some(Vec::new())
-    } else {
-        parse(&data)
-    }) else {
-        return Ok(false);
-    };
-    added.par_sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    let kept: Vec<&Existing<'_>> = if existing.is_empty() {
-        Vec::new()
-    } else {
-        let gone: std::collections::HashSet<&[u8]> = removed
-            .iter()
-            .map(|p| p.as_bytes())
-            .chain(added.iter().map(|e| e.path.as_bytes()))
-            .collect();
-        existing.iter().filter(|e| !gone.contains(e.path)).collect()
-    };
-    let new: Vec<(&[u8], Vec<u8>)> = added.par_iter().map(|e| (e.path.as_bytes(), entry_bytes(e))).collect();
-
-    // Merge the two sorted lists (git's order: the paths' bytes).
-    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(kept.len() + new.len());
-    let (mut i, mut j) = (0, 0);
-    while i < kept.len() || j < new.len() {
-        let take_kept = j == new.len() || (i < kept.len() && kept[i].path < new[j].0);
-        if take_kept {
-            merged.push((kept[i].path, kept[i].bytes));
-            i += 1;
-        } else {
-            merged.push((new[j].0, &new[j].1));
-            j += 1;
-        }
-    }
-    if has_file_directory_clash(&merged, &new) {
-        return Ok(false);
-    }
-
-    let size: usize = merged.iter().map(|(_, b)| b.len()).sum();
-    let mut out = Vec::with_capacity(12 + size + 20);
-    out.extend_from_slice(b"DIRC");
-    out.extend_from_slice(&2u32.to_be_bytes());
-    out.extend_from_slice(&(merged.len() as u32).to_be_bytes());
-    for (_, bytes) in &merged {
-        out.extend_from_slice(bytes);
-    }
-    let checksum = Sha1::digest(&out);
-    out.extend_from_slice(&checksum);
-
-    // As git does: written to `index.lock`, which also keeps out another writer, then
-    // renamed over the index.
+pub fn update(index_path: &Path, removed: &[&str], added: Vec<NewEntry>) -> std::io::Result<bool> {
+    // As git does: `index.lock` is taken before the index is read, so that no other writer's
+    // change lands in between, then renamed over the index.
     let lock = index_path.with_file_name("index.lock");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -98,11 +45,67 @@ pub fn update(index_path: &Path, removed: &[&str], mut added: Vec<NewEntry>) -> 
                 e
             }
         })?;
-    let written = file.write_all(&out).and_then(|()| std::fs::rename(&lock, index_path));
-    if written.is_err() {
+    let written = match merged_index(index_path, removed, &added) {
+        Ok(Some(out)) => file
+            .write_all(&out)
+            .and_then(|()| std::fs::rename(&lock, index_path))
+            .map(|()| true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    };
+    if !matches!(written, Ok(true)) {
         let _ = std::fs::remove_file(&lock);
     }
-    written.map(|()| true)
+    written
+}
+
+/// The bytes of the updated index, or `None` for an index this writer leaves to libgit2.
+fn merged_index(index_path: &Path, removed: &[&str], added: &[NewEntry]) -> std::io::Result<Option<Vec<u8>>> {
+    let data = match std::fs::read(index_path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let Some(existing) = (if data.is_empty() {
+        Some(Vec::new())
+    } else {
+        parse(&data)
+    }) else {
+        return Ok(None);
+    };
+    let new: Vec<(&[u8], Vec<u8>)> = added.par_iter().map(|e| (e.path.as_bytes(), entry_bytes(e))).collect();
+    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(existing.len() + new.len());
+    if !existing.is_empty() {
+        let gone: std::collections::HashSet<&[u8]> = removed
+            .iter()
+            .map(|p| p.as_bytes())
+            .chain(added.iter().map(|e| e.path.as_bytes()))
+            .collect();
+        merged.extend(
+            existing
+                .iter()
+                .filter(|e| !gone.contains(e.path))
+                .map(|e| (e.path, e.bytes)),
+        );
+    }
+    merged.extend(new.iter().map(|(path, bytes)| (*path, bytes.as_slice())));
+    // Git's order: the paths' bytes.
+    merged.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if has_file_directory_clash(&merged, &new) {
+        return Ok(None);
+    }
+
+    let size: usize = merged.iter().map(|(_, b)| b.len()).sum();
+    let mut out = Vec::with_capacity(12 + size + 20);
+    out.extend_from_slice(b"DIRC");
+    out.extend_from_slice(&2u32.to_be_bytes());
+    out.extend_from_slice(&(merged.len() as u32).to_be_bytes());
+    for (_, bytes) in &merged {
+        out.extend_from_slice(bytes);
+    }
+    let checksum = Sha1::digest(&out);
+    out.extend_from_slice(&checksum);
+    Ok(Some(out))
 }
 
 /// An entry of the index as it is, kept byte for byte.
@@ -211,21 +214,7 @@ fn has_file_directory_clash(merged: &[(&[u8], &[u8])], new: &[(&[u8], Vec<u8>)])
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A real repo: git writes an index, this writer updates it, git reads it.
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::gitstore::tests_git as git;
 
     fn written(root: &Path, path: &str, content: &str) -> NewEntry {
         let file = root.join(path);
@@ -308,6 +297,7 @@ mod tests {
         std::fs::remove_file(root.join("a.yaml")).unwrap();
         assert!(!update(&index, &[], clash(root)).unwrap());
         assert_eq!(std::fs::read(&index).unwrap(), before, "nothing written");
+        assert!(!root.join(".git/index.lock").exists(), "the lock is let go");
         // Version 4 (prefix-compressed paths).
         git(root, &["update-index", "--index-version", "4"]);
         let v4 = std::fs::read(&index).unwrap();

@@ -48,3 +48,19 @@ pub fn blob_text(repo: &git2::Repository, oid: git2::Oid) -> crate::error::Resul
     let blob = repo.find_blob(oid)?;
     Ok(String::from_utf8_lossy(blob.content()).into_owned())
 }
+
+/// `git` run in `dir`, for the tests of this module's parts: its output, once it succeeded.
+#[cfg(test)]
+pub(crate) fn tests_git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

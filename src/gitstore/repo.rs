@@ -257,11 +257,8 @@ impl DeployRepo {
     /// written, and only if each holds what the previous commit had (uncommitted edits are
     /// never overwritten); the commit is what counts.
     /// `objects` are the commit's new objects, still in memory: files are written from them
-    /// rather than read back from the pack.
-    pub fn update_work_tree(&self, old_commit: Option<Oid>, new_commit: Oid, objects: &ObjectSet) -> Result<()> {
-        if !self.has_work_tree() {
-            return Ok(());
-        }
+    /// rather than read back from the pack. Only for a repo that [`Self::has_work_tree`].
+    fn update_work_tree(&self, old_commit: Option<Oid>, new_commit: Oid, objects: &ObjectSet) -> Result<()> {
         match super::worktree::update(&self.repo, old_commit, new_commit, objects)? {
             super::worktree::Updated::Files { written, removed } => {
                 tracing::debug!(written, removed, "work tree updated");
@@ -381,11 +378,7 @@ impl DeployRepo {
                 "objects stored"
             );
             // Kept only to write the work tree from: a push builds a pack of its own.
-            let objects = if self.has_work_tree() {
-                objects
-            } else {
-                ObjectSet::default()
-            };
+            let work_tree = self.has_work_tree().then_some(objects);
             let commit = self.commit_object(root, tip.map(|t| t.commit), &message)?;
             let pushed_first = || -> Result<bool> { Ok(push && !self.push()?) };
             let raced = if !self.advance(tip.map(|t| t.commit), commit, &message)? {
@@ -398,7 +391,9 @@ impl DeployRepo {
             let Some(race) = raced else {
                 // The commit is the result: a work tree that cannot follow (a full disk) is
                 // worth a warning, not a failure after the branch moved.
-                if let Err(e) = self.update_work_tree(tip.map(|t| t.commit), commit, &objects) {
+                if let Some(objects) = &work_tree
+                    && let Err(e) = self.update_work_tree(tip.map(|t| t.commit), commit, objects)
+                {
                     tracing::warn!(
                         "committed {commit} on branch {}, but the work tree was not updated: {e} (`git reset --hard` in it brings it up to date)",
                         self.branch

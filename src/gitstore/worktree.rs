@@ -16,7 +16,7 @@ use git2::{ObjectType, Oid, Repository};
 use rayon::prelude::*;
 
 use super::index_file::{self, NewEntry};
-use super::objects::{Entry, MODE_TREE, ObjectSet, hash_object};
+use super::objects::{Entry, MODE_BLOB, MODE_TREE, ObjectSet, hash_object};
 use crate::error::{Error, Result};
 
 /// What [`update`] did.
@@ -198,7 +198,7 @@ enum Kind {
 
 fn kind(entry: &Entry) -> Kind {
     match entry.mode {
-        0o100644 => Kind::File {
+        MODE_BLOB => Kind::File {
             oid: entry.oid,
             executable: false,
         },
@@ -356,7 +356,7 @@ fn remove_empty_dirs(root: &Path, removed: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gitstore::Entry;
+    use crate::gitstore::{Entry, tests_git};
 
     /// The tree of `files` (paths with `/`), its objects added to `objects`.
     fn tree_of(objects: &mut ObjectSet, files: &[(&str, &str)]) -> Oid {
@@ -405,13 +405,8 @@ mod tests {
         assert_eq!(done, Updated::Files { written: 1, removed: 1 });
         assert_eq!(std::fs::read_to_string(tmp.path().join("a.yaml")).unwrap(), "a: 2\n");
         assert!(!tmp.path().join("b.yaml").exists());
-        let status = std::process::Command::new("git")
-            .args(["status", "--porcelain"])
-            .current_dir(tmp.path())
-            .output()
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&status.stdout),
+            tests_git(tmp.path(), &["status", "--porcelain"]),
             "",
             "index and files match the commit"
         );
@@ -465,12 +460,7 @@ mod tests {
         update(&repo, Some(second), third, &ObjectSet::default()).unwrap();
         assert_eq!(files(root), expect(&one));
         assert!(!root.join("new").exists());
-        let status = std::process::Command::new("git")
-            .args(["status", "--porcelain"])
-            .current_dir(root)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&status.stdout), "");
+        assert_eq!(tests_git(root, &["status", "--porcelain"]), "");
 
         // A file that becomes a directory, and a directory that becomes a file: left to
         // libgit2's checkout, nothing touched here.
