@@ -9,6 +9,7 @@
 mod deflate;
 mod index_file;
 pub mod objects;
+mod present;
 pub mod remote;
 pub mod repo;
 pub mod tree;

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
 use super::deflate;
+use super::present::Present;
 use crate::error::{Error, Result};
 
 pub const MODE_BLOB: u32 = 0o100644;
@@ -186,15 +187,11 @@ impl ObjectSet {
                 kind.str()
             )));
         }
-        let odb = repo.odb()?;
-        // One rescan of the pack directory, then lookups that do not rescan it on a miss:
-        // libgit2 refreshes on every miss by default, which made checking 300,000 new
-        // objects cost seconds of `openat`.
-        odb.refresh()?;
+        let present = Present::new(repo, self.objects.len())?;
         let missing: Vec<_> = self
             .objects
             .iter()
-            .filter(|(_, _, oid)| !odb.exists_ext(*oid, git2::OdbLookupFlags::NO_REFRESH))
+            .filter(|(_, _, oid)| !present.contains(*oid))
             .collect();
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "objects: checked");
         if missing.is_empty() {
@@ -204,9 +201,11 @@ impl ObjectSet {
         let packed = compress_objects(&missing)?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "objects: compressed");
         drop(missing);
+        drop(present);
         store_pack(&repo.commondir().join("objects").join("pack"), packed)
             .map_err(|e| Error::msg(format!("cannot write pack to the deploy repo: {e}")))?;
-        odb.refresh()?;
+        // libgit2 finds the new pack on its next lookup only after a rescan.
+        repo.odb()?.refresh()?;
         Ok(count)
     }
 }
