@@ -179,6 +179,15 @@ mod tests {
     use super::*;
     use crate::gitstore::tests_git as git;
 
+    /// Everything in `root`'s work tree committed.
+    fn commit_all(root: &Path, message: &str) {
+        git(root, &["add", "-A"]);
+        git(
+            root,
+            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message],
+        );
+    }
+
     /// A repository with packed and loose objects: every id git lists is found, in both
     /// ways of answering, and ids it does not hold are not.
     #[test]
@@ -189,18 +198,10 @@ mod tests {
         for i in 0..40 {
             std::fs::write(root.join(format!("f{i}")), format!("{i}\n")).unwrap();
         }
-        git(root, &["add", "."]);
-        git(
-            root,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
-        );
+        commit_all(root, "one");
         git(root, &["repack", "-adq"]);
         std::fs::write(root.join("loose"), "not packed\n").unwrap();
-        git(root, &["add", "loose"]);
-        git(
-            root,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two"],
-        );
+        commit_all(root, "two");
         let held: Vec<Oid> = git(
             root,
             &["cat-file", "--batch-all-objects", "--batch-check=%(objectname)"],
@@ -246,25 +247,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         git(root, &["init", "-q", "--bare"]);
-        assert!(Present::read(root.join("objects").as_path()).is_some(), "empty: read");
+        let objects = root.join("objects");
+        assert!(Present::read(&objects).is_some(), "empty: read");
         std::fs::write(root.join("objects/info/alternates"), "/elsewhere\n").unwrap();
-        assert!(Present::read(root.join("objects").as_path()).is_none(), "alternates");
+        assert!(Present::read(&objects).is_none(), "alternates");
         std::fs::remove_file(root.join("objects/info/alternates")).unwrap();
         let pack = root.join("objects/pack");
         std::fs::write(pack.join("pack-1.pack"), b"").unwrap();
         std::fs::write(pack.join("pack-1.idx"), [0u8; 2000]).unwrap();
-        assert!(
-            Present::read(root.join("objects").as_path()).is_none(),
-            "version 1 index"
-        );
+        assert!(Present::read(&objects).is_none(), "version 1 index");
         let mut short = b"\xfftOc\0\0\0\x02".to_vec();
         short.extend(std::iter::repeat_n(0u8, 255 * 4));
         short.extend(5u32.to_be_bytes());
         std::fs::write(pack.join("pack-1.idx"), &short).unwrap();
-        assert!(Present::read(root.join("objects").as_path()).is_none(), "cut short");
+        assert!(Present::read(&objects).is_none(), "cut short");
         // An index without its pack is not a pack, as for libgit2.
         std::fs::remove_file(pack.join("pack-1.pack")).unwrap();
-        assert!(Present::read(root.join("objects").as_path()).is_some());
+        assert!(Present::read(&objects).is_some());
     }
 
     /// A pack that is not the one its index describes (cut short by a crash, emptied,
@@ -275,11 +274,7 @@ mod tests {
         let root = dir.path();
         git(root, &["init", "-q"]);
         std::fs::write(root.join("f"), "x\n").unwrap();
-        git(root, &["add", "f"]);
-        git(
-            root,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
-        );
+        commit_all(root, "one");
         git(root, &["repack", "-adq"]);
         let objects = root.join(".git/objects");
         let pack_dir = objects.join("pack");
