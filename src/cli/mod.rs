@@ -85,6 +85,7 @@ pub fn run() -> Result<ExitCode> {
     let _ = rayon::ThreadPoolBuilder::new().stack_size(THREAD_STACK).build_global();
     starmap::source::tools::set_timeout(cli.tool_timeout);
     starmap::gitstore::set_network_timeout(cli.git_timeout)?;
+    starmap::gitstore::trust_stored_object_ids();
     match cli.command {
         Command::Render(a) => render_cmd(a),
         Command::Plan(a) => plan_cmd(a),

@@ -11,8 +11,8 @@
 
 mod hold;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -53,14 +53,15 @@ pub struct Rendered {
 
 /// Clusters rendered earlier in this run, by inputs digest: a render that lost a race to
 /// another writer builds again on the new tip without rendering the same cluster twice.
-pub type Memo = BTreeMap<String, Rendered>;
+pub type Memo = BTreeMap<String, Arc<Rendered>>;
 
 /// The deploy repo a render wants, less what only git can say (object ids). Fresh clusters
-/// borrow their files from the [`Memo`] (at 10,000 clusters a copy would cost ~150 MB).
+/// share their files with the [`Memo`] and the objects to store (at 10,000 clusters each
+/// copy would cost ~150 MB).
 #[derive(Debug)]
-pub struct DesiredTree<'a> {
+pub struct DesiredTree {
     /// Every cluster of the model, in the model's (name) order.
-    pub clusters: Vec<DesiredCluster<'a>>,
+    pub clusters: Vec<DesiredCluster>,
     /// One state per gated placement: `.starmap/rollouts/`.
     pub rollout_states: Vec<State>,
     /// Rollouts whose state differs from the tip's, for the commit message.
@@ -72,20 +73,20 @@ pub struct DesiredTree<'a> {
 }
 
 #[derive(Debug)]
-pub enum DesiredCluster<'a> {
+pub enum DesiredCluster {
     /// The tip's files, as the digests file recorded them.
     Reuse { name: String, digest: ClusterDigest },
     /// Files rendered now (composed with the tip's held objects where a rollout holds some
     /// back). `digest.slots` is empty: the ids are git's to compute.
     Fresh {
-        files: Cow<'a, Rendered>,
+        files: Arc<Rendered>,
         digest: ClusterDigest,
         /// Its OCI artifact layer, with `oci:` in starmap.yaml (also in `digest.artifact`).
         artifact: Option<Layer>,
     },
 }
 
-impl DesiredCluster<'_> {
+impl DesiredCluster {
     pub fn name(&self) -> &str {
         match self {
             DesiredCluster::Reuse { name, .. } => name,
@@ -100,7 +101,7 @@ impl DesiredCluster<'_> {
     }
 }
 
-impl DesiredTree<'_> {
+impl DesiredTree {
     pub fn progress(&self) -> Vec<Progress> {
         self.rollout_states.iter().map(State::progress).collect()
     }
@@ -168,13 +169,13 @@ impl Sources<'_, '_> {
 
 /// The tree a render wants on top of `recorded`. `no_cache` renders every cluster even when
 /// its inputs did not change; `now` (seconds since 1970) is the rollout gate's clock.
-pub fn build<'a>(
+pub fn build(
     sources: &Sources<'_, '_>,
     recorded: &dyn Recorded,
-    memo: &'a mut Memo,
+    memo: &mut Memo,
     no_cache: bool,
     now: i64,
-) -> Result<DesiredTree<'a>> {
+) -> Result<DesiredTree> {
     let model = sources.model;
     let previous = recorded.digests();
     let global = sources.global_digest();
@@ -236,7 +237,6 @@ pub fn build<'a>(
         (d.held == decision.held[i] && recorded.intact(&model.clusters[i].name)).then_some(d)
     };
     render_missing(sources, &inputs, memo, |i| reusable(i).is_none())?;
-    let memo: &'a Memo = memo;
 
     let mut clusters = Vec::with_capacity(model.clusters.len());
     for (i, cluster) in model.clusters.iter().enumerate() {
@@ -247,16 +247,27 @@ pub fn build<'a>(
             });
             continue;
         }
-        let fresh = &memo[&inputs[i]];
-        // A cluster holding placements back gets those objects from the tip.
-        let files = if decision.held[i].is_empty() {
-            Cow::Borrowed(fresh)
+        let fresh = Arc::clone(&memo[&inputs[i]]);
+        // A cluster holding placements back gets those objects from the tip, unless the tip
+        // has the same files for each of them (a wave whose revision the tip already holds):
+        // then the fresh files are those bytes, and reading them back from the tip would
+        // only copy them.
+        let holds_nothing_new = decision.held[i]
+            .iter()
+            .all(|p| tip_digest(i, p).is_some_and(|tip| tip == fresh_digest(i, p)));
+        let files = if holds_nothing_new {
+            fresh
         } else {
             let held = recorded.held_objects(&cluster.name, &decision.held[i])?;
-            Cow::Owned(Rendered {
+            let composed = Rendered {
                 cluster: compose(&fresh.cluster, held, &decision.held[i]),
                 sync: fresh.sync.clone(),
-            })
+            };
+            // Its fresh render is not kept for another attempt: a rollout that holds back
+            // most of a fleet would keep the fleet in memory twice (9.6 GiB at 100,000
+            // clusters). An attempt after a lost race renders it again.
+            memo.remove(&inputs[i]);
+            Arc::new(composed)
         };
         let digest = ClusterDigest {
             inputs: inputs[i].clone(),
@@ -318,7 +329,7 @@ fn render_missing(
         .filter(|&i| wanted(i) && !memo.contains_key(&inputs[i]))
         .collect();
     for (i, r) in to_render.iter().zip(sources.render(&to_render)?) {
-        memo.insert(inputs[*i].clone(), r);
+        memo.insert(inputs[*i].clone(), Arc::new(r));
     }
     Ok(())
 }

@@ -31,11 +31,24 @@ pub fn write_document(out: &mut String, value: &Value) {
     }
 }
 
-/// Convenience: the document for `value` as a new string.
+/// The document for `value` as a new string of exactly its length. Written into a buffer
+/// kept per thread, then copied: a string grown by doubling keeps up to half its capacity
+/// unused (a cluster's 4.3 KB index sat in 8 KB), and a render keeps every one of its
+/// 200,000 files until the commit, each byte of it fresh memory for the kernel to zero.
 pub fn to_yaml_string(value: &Value) -> String {
-    let mut out = String::with_capacity(512);
-    write_document(&mut out, value);
-    out
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        write_document(scratch, value);
+        let out = scratch.as_str().to_owned();
+        // One huge document must not stay allocated for the thread's life.
+        if scratch.capacity() > 1 << 20 {
+            *scratch = String::new();
+        }
+        out
+    })
 }
 
 /// Appends the entries of a non-empty mapping as they appear nested at column `indent`
@@ -440,6 +453,18 @@ fn write_escape(out: &mut String, c: char) {
 
 #[cfg(test)]
 mod tests {
+    /// Each rendered file is kept until the commit: its string holds its bytes and no more
+    /// (a string grown by doubling kept up to half its capacity unused).
+    #[test]
+    fn a_document_is_returned_at_its_length() {
+        let value = serde_json::json!({"data": {"text": "x".repeat(3000)}, "kind": "ConfigMap"});
+        let text = to_yaml_string(&value);
+        assert_eq!(text.capacity(), text.len());
+        let mut expected = String::new();
+        write_document(&mut expected, &value);
+        assert_eq!(text, expected);
+    }
+
     use super::*;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
