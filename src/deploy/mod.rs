@@ -146,8 +146,8 @@ pub fn write(
         Ok((outcome, proposal))
     })?;
     // Freeing the rendered files is two million small frees at 10,000 clusters (0.17 s):
-    // nobody needs to wait for it.
-    std::thread::spawn(move || drop(memo));
+    // nobody needs to wait for it (where no thread can be made, they are freed here).
+    let _ = std::thread::Builder::new().spawn(move || drop(memo));
     Ok(Outcome {
         commit: done.commit,
         pushed: done.pushed,
