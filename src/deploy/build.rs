@@ -98,7 +98,10 @@ impl SharedFiles for Rendered {
         match i - objects.len() {
             0 => self.cluster.kustomization.as_bytes(),
             n if n <= flux.len() => flux[n - 1].1.as_bytes(),
-            _ => self.sync.application.as_deref().unwrap_or_default().as_bytes(),
+            n => {
+                debug_assert!(n == flux.len() + 1 && self.sync.application.is_some(), "no file {i}");
+                self.sync.application.as_deref().unwrap_or_default().as_bytes()
+            }
         }
     }
 }
@@ -451,6 +454,25 @@ mod tests {
         }
         let built = cluster_objects(&rendered, None);
         let blob = |text: &str| hash_object(ObjectType::Blob, text.as_bytes());
+        // The same trees from copies of the files: each name with its own content.
+        let mut copied = Vec::new();
+        let files = rendered
+            .cluster
+            .objects
+            .iter()
+            .map(|o| (o.file.as_str(), o.content.as_bytes().to_vec().into()));
+        let kustomization = (
+            KUSTOMIZATION_FILE,
+            rendered.cluster.kustomization.as_bytes().to_vec().into(),
+        );
+        let (tree, _) = add_files(&mut copied, files.chain(std::iter::once(kustomization)));
+        assert_eq!(built.tree, tree, "the cluster's directory");
+        let flux = rendered
+            .sync
+            .flux
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_bytes().to_vec().into()));
+        assert_eq!(built.flux, Some(add_files(&mut copied, flux).0), "its Flux directory");
         assert_eq!(
             built.files,
             [
@@ -471,5 +493,20 @@ mod tests {
         for text in expected {
             assert!(blobs.contains(&blob(text)), "{text:?} is among the objects to store");
         }
+
+        // Without Flux files the Application comes right after the kustomization.
+        let argo_only = Arc::new(Rendered {
+            cluster: RenderedCluster::new("edge-2".into(), vec![object("a")]),
+            sync: ClusterSyncFiles {
+                flux: Vec::new(),
+                application: Some("kind: Application\n".into()),
+            },
+        });
+        assert_eq!(argo_only.file(2), b"kind: Application\n");
+        let built = cluster_objects(&argo_only, None);
+        assert_eq!(
+            (built.flux, built.application),
+            (None, Some(blob("kind: Application\n")))
+        );
     }
 }

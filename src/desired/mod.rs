@@ -248,14 +248,8 @@ pub fn build(
             continue;
         }
         let fresh = Arc::clone(&memo[&inputs[i]]);
-        // A cluster holding placements back gets those objects from the tip, unless the tip
-        // has the same files for each of them (a wave whose revision the tip already holds):
-        // then the fresh files are those bytes, and reading them back from the tip would
-        // only copy them.
-        let holds_nothing_new = decision.held[i]
-            .iter()
-            .all(|p| tip_digest(i, p).is_some_and(|tip| tip == fresh_digest(i, p)));
-        let files = if holds_nothing_new {
+        // A cluster holding placements back gets those objects from the tip.
+        let files = if decision.held[i].is_empty() {
             fresh
         } else {
             let held = recorded.held_objects(&cluster.name, &decision.held[i])?;

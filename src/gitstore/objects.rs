@@ -299,6 +299,8 @@ fn compress_batch(objects: &[&Object]) -> Result<Vec<Compressed>> {
                         }
                     }
                     let packed = &out[start..];
+                    // Objects are at most a few MiB (`MAX_OBJECT_BYTES`), far below 4 GiB.
+                    debug_assert!(u32::try_from(packed.len()).is_ok());
                     objects.push((oid, packed.len() as u32, crc32fast::hash(packed)));
                 }
                 Ok(Compressed { bytes: out, objects })

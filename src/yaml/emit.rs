@@ -39,9 +39,16 @@ pub fn to_yaml_string(value: &Value) -> String {
     thread_local! {
         static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
-    SCRATCH.with_borrow_mut(|scratch| {
+    SCRATCH.with(|scratch| {
+        // Nothing that writes a document writes another meanwhile; were it ever so, the inner
+        // one gets a buffer of its own rather than a panic.
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            let mut out = String::new();
+            write_document(&mut out, value);
+            return out;
+        };
         scratch.clear();
-        write_document(scratch, value);
+        write_document(&mut scratch, value);
         let out = scratch.as_str().to_owned();
         // One huge document must not stay allocated for the thread's life.
         if scratch.capacity() > 1 << 20 {
