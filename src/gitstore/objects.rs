@@ -102,8 +102,8 @@ fn parse_tree(mut data: &[u8]) -> Option<Vec<Entry>> {
 }
 
 /// Files the object set shares with their owner instead of copying them: a rendered
-/// cluster's files (about 100 MB at 10,000 clusters, all of it fresh memory for the kernel
-/// to zero, and copied for nothing: the renderer keeps them anyway).
+/// cluster's files (90 MB at 10,000 clusters by their sizes, all of it fresh memory for the
+/// kernel to zero, and copied for nothing: the renderer keeps them anyway).
 pub trait SharedFiles: Send + Sync {
     /// The bytes of file number `i`; the owner says how it numbers its files.
     fn file(&self, i: usize) -> &[u8];
